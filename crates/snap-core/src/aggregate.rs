@@ -1,0 +1,336 @@
+//! The aggregate model: what a user implements ([`Aggregate`]) and the handle that tracks its
+//! id, version and uncommitted events ([`AggregateRoot`]).
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{BoxError, ReplayError};
+use crate::event::{NewEvent, RecordedEvent};
+use crate::snapshot::Snapshot;
+
+/// An event-sourced aggregate: a state built by applying events in order.
+///
+/// `apply` must be deterministic and infallible: the state after events `1..=n` must be the same
+/// whether it is rebuilt by replay or restored from a snapshot at `k` plus events `k+1..=n`.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use snap_core::Aggregate;
+///
+/// #[derive(Default, Serialize, Deserialize)]
+/// struct Counter { value: i64 }
+///
+/// #[derive(Clone, Serialize, Deserialize)]
+/// enum CounterEvent { Added(i64) }
+///
+/// impl Aggregate for Counter {
+///     const TYPE: &'static str = "Counter";
+///     type Event = CounterEvent;
+///     fn apply(&mut self, event: &CounterEvent) {
+///         match event { CounterEvent::Added(n) => self.value += n }
+///     }
+/// }
+/// ```
+pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The aggregate type name stored with events and snapshots, e.g. `"Account"`.
+    const TYPE: &'static str;
+    /// The version of the serialised state's shape. Bump it when that shape changes, so old
+    /// snapshots are migrated or ignored instead of misread.
+    const SCHEMA_VERSION: u32 = 1;
+    /// The events this aggregate applies.
+    type Event: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+
+    /// Applies one event to the state.
+    fn apply(&mut self, event: &Self::Event);
+
+    /// Whether the aggregate was deleted; a discarded aggregate loads as "not found".
+    fn is_discarded(&self) -> bool {
+        false
+    }
+}
+
+/// Why an [`AggregateRoot`] could not be turned into a [`Snapshot`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// The root has recorded events that were not committed yet; a snapshot reflects committed
+    /// state only.
+    #[error("{count} uncommitted events: save the aggregate before snapshotting it")]
+    Uncommitted {
+        /// How many events are pending.
+        count: usize,
+    },
+    /// The aggregate has no events, so there is nothing a snapshot could shortcut.
+    #[error("the aggregate has no committed events")]
+    NoEvents,
+    /// The state did not serialise to a JSON object.
+    #[error("the aggregate state must serialise to a JSON object")]
+    NotAnObject,
+    /// Serialisation failed.
+    #[error("the aggregate state could not be serialised")]
+    Serialize(#[source] serde_json::Error),
+}
+
+/// An aggregate instance: its id, its committed version, its state and the events recorded
+/// since the last save.
+pub struct AggregateRoot<A: Aggregate> {
+    id: Uuid,
+    version: u64,
+    state: A,
+    uncommitted: Vec<A::Event>,
+}
+
+impl<A: Aggregate> AggregateRoot<A> {
+    /// A new aggregate at version 0 with the default state.
+    pub fn new(id: Uuid) -> Self {
+        Self::restore(id, 0, A::default())
+    }
+
+    /// An aggregate rebuilt at `version` with `state` and nothing uncommitted.
+    pub fn restore(id: Uuid, version: u64, state: A) -> Self {
+        Self {
+            id,
+            version,
+            state,
+            uncommitted: Vec::new(),
+        }
+    }
+
+    /// Restores the aggregate from a snapshot's state. The caller checks the schema version
+    /// first (the repository migrates or falls back to replay).
+    pub fn from_snapshot(snapshot: &Snapshot) -> Result<Self, ReplayError> {
+        let fail = |source: BoxError| ReplayError::Snapshot {
+            aggregate_id: snapshot.aggregate_id,
+            aggregate_type: A::TYPE.to_owned(),
+            snapshot: snapshot.to_string(),
+            source,
+        };
+        if snapshot.aggregate_type != A::TYPE {
+            return Err(fail(
+                format!("it belongs to type {:?}", snapshot.aggregate_type).into(),
+            ));
+        }
+        let state = A::deserialize(&snapshot.state).map_err(|e| fail(e.into()))?;
+        Ok(Self::restore(
+            snapshot.aggregate_id,
+            snapshot.version,
+            state,
+        ))
+    }
+
+    /// The aggregate's id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The committed version: the number of stored events this state reflects.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The version after the uncommitted events are saved.
+    pub fn pending_version(&self) -> u64 {
+        self.version + self.uncommitted.len() as u64
+    }
+
+    /// The current state, uncommitted events included.
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+
+    /// Consumes the root, returning its state.
+    pub fn into_state(self) -> A {
+        self.state
+    }
+
+    /// Applies a new event and queues it for the next save.
+    pub fn record(&mut self, event: A::Event) {
+        self.state.apply(&event);
+        self.uncommitted.push(event);
+    }
+
+    /// The events recorded since the last save.
+    pub fn uncommitted(&self) -> &[A::Event] {
+        &self.uncommitted
+    }
+
+    /// Serialises the uncommitted events for [`EventStore::append`](crate::EventStore::append).
+    pub fn uncommitted_as_new_events(&self) -> Result<Vec<NewEvent>, serde_json::Error> {
+        self.uncommitted.iter().map(NewEvent::from_event).collect()
+    }
+
+    /// Marks the uncommitted events as stored: the version advances past them.
+    pub fn mark_committed(&mut self) {
+        self.version = self.pending_version();
+        self.uncommitted.clear();
+    }
+
+    /// Applies a stored event during a load. Its version must be exactly the next one and it
+    /// must belong to this aggregate, so a gap in the stream is an error, never a wrong state.
+    pub fn apply_recorded(&mut self, event: &RecordedEvent) -> Result<(), ReplayError> {
+        if event.aggregate_id != self.id || event.aggregate_type != A::TYPE {
+            return Err(ReplayError::WrongStream {
+                aggregate_id: self.id,
+                aggregate_type: A::TYPE.to_owned(),
+                found_id: event.aggregate_id,
+                found_type: event.aggregate_type.clone(),
+                version: event.version,
+            });
+        }
+        let expected = self.version + 1;
+        if event.version != expected {
+            return Err(ReplayError::VersionGap {
+                aggregate_id: self.id,
+                aggregate_type: A::TYPE.to_owned(),
+                expected,
+                found: event.version,
+            });
+        }
+        let typed = A::Event::deserialize(&event.payload).map_err(|source| ReplayError::Event {
+            aggregate_id: self.id,
+            aggregate_type: A::TYPE.to_owned(),
+            version: event.version,
+            source,
+        })?;
+        self.state.apply(&typed);
+        self.version = event.version;
+        Ok(())
+    }
+
+    /// Takes a snapshot of the committed state at the current version, stamped with
+    /// [`Aggregate::SCHEMA_VERSION`].
+    pub fn to_snapshot(&self) -> Result<Snapshot, CaptureError> {
+        if !self.uncommitted.is_empty() {
+            return Err(CaptureError::Uncommitted {
+                count: self.uncommitted.len(),
+            });
+        }
+        if self.version == 0 {
+            return Err(CaptureError::NoEvents);
+        }
+        let state = serde_json::to_value(&self.state).map_err(CaptureError::Serialize)?;
+        if !state.is_object() {
+            return Err(CaptureError::NotAnObject);
+        }
+        Ok(Snapshot::new(
+            self.id,
+            A::TYPE,
+            self.version,
+            state,
+            A::SCHEMA_VERSION,
+        ))
+    }
+}
+
+impl<A: Aggregate + Clone> Clone for AggregateRoot<A> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            version: self.version,
+            state: self.state.clone(),
+            uncommitted: self.uncommitted.clone(),
+        }
+    }
+}
+
+impl<A: Aggregate> fmt::Debug for AggregateRoot<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AggregateRoot")
+            .field("type", &A::TYPE)
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("uncommitted", &self.uncommitted.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Default, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Counter {
+        value: i64,
+    }
+
+    #[derive(Clone, Serialize, Deserialize)]
+    enum CounterEvent {
+        Added(i64),
+    }
+
+    impl Aggregate for Counter {
+        const TYPE: &'static str = "Counter";
+        type Event = CounterEvent;
+        fn apply(&mut self, CounterEvent::Added(n): &CounterEvent) {
+            self.value += n;
+        }
+    }
+
+    fn recorded(id: Uuid, version: u64, n: i64) -> RecordedEvent {
+        RecordedEvent {
+            event_id: Uuid::new_v4(),
+            aggregate_id: id,
+            aggregate_type: "Counter".into(),
+            version,
+            event_type: "Added".into(),
+            payload: json!({"Added": n}),
+            metadata: json!(null),
+            recorded_at: crate::now(),
+        }
+    }
+
+    #[test]
+    fn record_commit_snapshot_restore() {
+        let id = Uuid::new_v4();
+        let mut root = AggregateRoot::<Counter>::new(id);
+        root.record(CounterEvent::Added(2));
+        root.record(CounterEvent::Added(3));
+        assert_eq!(root.pending_version(), 2);
+        assert!(matches!(
+            root.to_snapshot(),
+            Err(CaptureError::Uncommitted { count: 2 })
+        ));
+        let events = root.uncommitted_as_new_events().unwrap();
+        assert_eq!(events[0].event_type, "Added");
+        root.mark_committed();
+        let snapshot = root.to_snapshot().unwrap();
+        assert_eq!(
+            (snapshot.version, snapshot.state.clone()),
+            (2, json!({"value": 5}))
+        );
+        let back = AggregateRoot::<Counter>::from_snapshot(&snapshot).unwrap();
+        assert_eq!((back.version(), back.state()), (2, &Counter { value: 5 }));
+    }
+
+    #[test]
+    fn replay_refuses_gaps_and_foreign_events() {
+        let id = Uuid::new_v4();
+        let mut root = AggregateRoot::<Counter>::new(id);
+        root.apply_recorded(&recorded(id, 1, 4)).unwrap();
+        assert!(matches!(
+            root.apply_recorded(&recorded(id, 3, 1)),
+            Err(ReplayError::VersionGap {
+                expected: 2,
+                found: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            root.apply_recorded(&recorded(Uuid::new_v4(), 2, 1)),
+            Err(ReplayError::WrongStream { .. })
+        ));
+        assert_eq!((root.version(), root.state().value), (1, 4));
+    }
+
+    #[test]
+    fn empty_root_has_nothing_to_snapshot() {
+        let root = AggregateRoot::<Counter>::new(Uuid::new_v4());
+        assert!(matches!(root.to_snapshot(), Err(CaptureError::NoEvents)));
+    }
+}

@@ -1,0 +1,36 @@
+//! Core types and traits of [snap-es](https://docs.rs/snap-es): snapshots, the snapshot and
+//! event store traits, the aggregate model and the errors every backend shares.
+//!
+//! This crate does no I/O. Applications depend on the `snap-es` facade, which re-exports it;
+//! backend authors implement [`SnapshotStore`] and [`EventStore`] against it, validate input
+//! with [`validate`], and run the `snap-testkit` conformance suite.
+//!
+//! ```
+//! use serde_json::json;
+//! use snap_core::{Snapshot, validate};
+//! use uuid::Uuid;
+//!
+//! let snapshot = Snapshot::new(Uuid::new_v4(), "Account", 100, json!({"balance": 5}), 1);
+//! assert!(validate::snapshot(&snapshot).is_ok());
+//!
+//! let broken = Snapshot { schema_version: 0, ..snapshot };
+//! assert!(validate::snapshot(&broken).is_err());
+//! ```
+
+mod aggregate;
+mod error;
+mod event;
+mod snapshot;
+mod store;
+pub mod validate;
+
+pub use aggregate::{Aggregate, AggregateRoot, CaptureError};
+pub use error::{
+    BackendError, BoxError, EventStoreError, InvalidInput, ReplayError, SnapshotError,
+};
+pub use event::{DynEventStore, EventStore, NewEvent, RecordedEvent};
+pub use snapshot::{Snapshot, normalize_timestamp, now};
+pub use store::{DynSnapshotStore, SnapshotStore};
+
+/// Re-exported so implementors of the store traits use the same attribute macro version.
+pub use async_trait::async_trait;

@@ -1,0 +1,142 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use snap_core::{EventStore, EventStoreError, NewEvent, RecordedEvent, async_trait, now, validate};
+use uuid::Uuid;
+
+/// Aggregate type -> aggregate id -> events; the event at index `i` has version `i + 1`.
+type Streams = HashMap<String, HashMap<Uuid, Vec<RecordedEvent>>>;
+
+/// An [`EventStore`] in process memory with optimistic concurrency. Clones share the same
+/// streams.
+#[derive(Clone, Default)]
+pub struct InMemoryEventStore {
+    streams: Arc<Mutex<Streams>>,
+}
+
+impl InMemoryEventStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many events are stored across all streams.
+    pub fn event_count(&self) -> usize {
+        self.lock()
+            .values()
+            .flat_map(HashMap::values)
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Removes every event.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// See `InMemorySnapshotStore::lock`: no critical section can leave a stream half-written.
+    fn lock(&self) -> MutexGuard<'_, Streams> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for InMemoryEventStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryEventStore")
+            .field("events", &self.event_count())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl EventStore for InMemoryEventStore {
+    async fn append(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<u64, EventStoreError> {
+        validate::append(aggregate_type, expected_version, &events)?;
+        let recorded_at = now();
+        let mut streams = self.lock();
+        let current = streams
+            .get(aggregate_type)
+            .and_then(|ids| ids.get(&aggregate_id))
+            .map_or(0, |stream| stream.len() as u64);
+        if current != expected_version {
+            return Err(EventStoreError::Concurrency {
+                aggregate_id,
+                aggregate_type: aggregate_type.to_owned(),
+                expected: expected_version,
+                actual: current,
+            });
+        }
+        if events.is_empty() {
+            return Ok(current);
+        }
+        let stream = streams
+            .entry(aggregate_type.to_owned())
+            .or_default()
+            .entry(aggregate_id)
+            .or_default();
+        stream.extend(
+            events
+                .into_iter()
+                .zip(current + 1..)
+                .map(|(event, version)| RecordedEvent {
+                    event_id: event.event_id,
+                    aggregate_id,
+                    aggregate_type: aggregate_type.to_owned(),
+                    version,
+                    event_type: event.event_type,
+                    payload: event.payload,
+                    metadata: event.metadata,
+                    recorded_at,
+                }),
+        );
+        Ok(stream.len() as u64)
+    }
+
+    async fn load(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        from_version: u64,
+        to_version: Option<u64>,
+    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
+        validate::aggregate_type(aggregate_type)?;
+        let streams = self.lock();
+        let Some(stream) = streams
+            .get(aggregate_type)
+            .and_then(|ids| ids.get(&aggregate_id))
+        else {
+            return Ok(Vec::new());
+        };
+        // Versions are 1-based and dense, so version v sits at index v - 1.
+        let start = usize::try_from(from_version)
+            .unwrap_or(usize::MAX)
+            .min(stream.len());
+        let end = to_version
+            .map_or(stream.len(), |to| usize::try_from(to).unwrap_or(usize::MAX))
+            .min(stream.len());
+        Ok(stream
+            .get(start..end.max(start))
+            .map(<[RecordedEvent]>::to_vec)
+            .unwrap_or_default())
+    }
+
+    async fn current_version(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+    ) -> Result<u64, EventStoreError> {
+        validate::aggregate_type(aggregate_type)?;
+        Ok(self
+            .lock()
+            .get(aggregate_type)
+            .and_then(|ids| ids.get(&aggregate_id))
+            .map_or(0, |stream| stream.len() as u64))
+    }
+}

@@ -1,0 +1,25 @@
+//! The in-memory stores run the whole snap-testkit conformance suite.
+
+use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
+use snap_testkit::{EventStoreHarness, SnapshotStoreHarness};
+
+struct Memory;
+
+impl SnapshotStoreHarness for Memory {
+    type Store = InMemorySnapshotStore;
+
+    async fn open(&self, keep_history: usize) -> InMemorySnapshotStore {
+        InMemorySnapshotStore::new().keep_history(keep_history)
+    }
+}
+
+impl EventStoreHarness for Memory {
+    type Store = InMemoryEventStore;
+
+    async fn open(&self) -> InMemoryEventStore {
+        InMemoryEventStore::new()
+    }
+}
+
+snap_testkit::snapshot_store_conformance!(Memory);
+snap_testkit::event_store_conformance!(Memory);

@@ -1,0 +1,454 @@
+//! Event store cases: DESIGN.md section 4 and CONFORMANCE.md B17.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use snap_core::{EventStore, EventStoreError, NewEvent, RecordedEvent, validate};
+use uuid::Uuid;
+
+use crate::EventStoreHarness;
+use crate::fixtures::events;
+
+const ACCOUNT: &str = "Account";
+
+async fn load_all(store: &impl EventStore, id: Uuid, ty: &str) -> Vec<RecordedEvent> {
+    store.load(id, ty, 0, None).await.expect("load")
+}
+
+fn versions(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.version).collect()
+}
+
+fn expect_conflict(result: Result<u64, EventStoreError>, expected: u64, actual: u64) {
+    match result {
+        Err(EventStoreError::Concurrency {
+            expected: e,
+            actual: a,
+            ..
+        }) if (e, a) == (expected, actual) => {}
+        other => panic!(
+            "expected Concurrency {{ expected: {expected}, actual: {actual} }}, got {other:?}"
+        ),
+    }
+}
+
+fn expect_invalid<T: std::fmt::Debug>(result: Result<T, EventStoreError>, what: &str) {
+    match result {
+        Err(EventStoreError::InvalidInput(_)) => {}
+        other => panic!("{what}: expected EventStoreError::InvalidInput, got {other:?}"),
+    }
+}
+
+/// An unknown stream is at version 0 and has no events.
+pub async fn empty_stream_has_nothing<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    assert_eq!(store.current_version(id, ACCOUNT).await.unwrap(), 0);
+    assert!(load_all(&store, id, ACCOUNT).await.is_empty());
+    assert!(
+        store
+            .load(id, ACCOUNT, 0, Some(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Appended events come back with every field: ids, types, payloads, metadata, versions from
+/// 1, one `recorded_at` per append (UTC, whole microseconds).
+pub async fn append_and_load_round_trip<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    let new = events(1, 3, "first");
+    let before = snap_core::now();
+    assert_eq!(store.append(id, ACCOUNT, 0, new.clone()).await.unwrap(), 3);
+    let after = snap_core::now();
+    let loaded = load_all(&store, id, ACCOUNT).await;
+    assert_eq!(versions(&loaded), [1, 2, 3]);
+    for (stored, given) in loaded.iter().zip(&new) {
+        assert_eq!(stored.event_id, given.event_id);
+        assert_eq!(stored.aggregate_id, id);
+        assert_eq!(stored.aggregate_type, ACCOUNT);
+        assert_eq!(stored.event_type, given.event_type);
+        assert_eq!(stored.payload, given.payload);
+        assert_eq!(stored.metadata, given.metadata);
+        assert_eq!(
+            stored.recorded_at, loaded[0].recorded_at,
+            "one timestamp per append"
+        );
+        assert_eq!(stored.recorded_at.offset(), time::UtcOffset::UTC);
+        assert_eq!(
+            stored.recorded_at.nanosecond() % 1_000,
+            0,
+            "whole microseconds"
+        );
+    }
+    // A database clock may differ a little from this process's clock.
+    let slack = time::Duration::seconds(5);
+    assert!(loaded[0].recorded_at >= before - slack && loaded[0].recorded_at <= after + slack);
+    assert_eq!(store.current_version(id, ACCOUNT).await.unwrap(), 3);
+}
+
+/// `load` returns `from < version <= to`, clamps bounds past the head, and is empty for an
+/// empty or inverted range.
+pub async fn load_ranges_are_half_open<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    store
+        .append(id, ACCOUNT, 0, events(1, 10, "a"))
+        .await
+        .unwrap();
+    let range = |from, to| {
+        let store = &store;
+        async move { versions(&store.load(id, ACCOUNT, from, to).await.unwrap()) }
+    };
+    assert_eq!(range(0, None).await, (1..=10).collect::<Vec<_>>());
+    assert_eq!(range(3, None).await, (4..=10).collect::<Vec<_>>());
+    assert_eq!(range(3, Some(5)).await, [4, 5]);
+    assert_eq!(range(0, Some(1)).await, [1]);
+    assert_eq!(range(9, Some(10)).await, [10]);
+    assert_eq!(range(5, Some(5)).await, Vec::<u64>::new());
+    assert_eq!(range(7, Some(3)).await, Vec::<u64>::new());
+    assert_eq!(range(10, None).await, Vec::<u64>::new());
+    assert_eq!(range(0, Some(0)).await, Vec::<u64>::new());
+    assert_eq!(range(0, Some(100)).await, (1..=10).collect::<Vec<_>>());
+    assert_eq!(range(0, Some(u64::MAX)).await, (1..=10).collect::<Vec<_>>());
+    assert_eq!(range(u64::MAX, None).await, Vec::<u64>::new());
+    assert_eq!(
+        range(validate::MAX_VERSION, Some(u64::MAX)).await,
+        Vec::<u64>::new()
+    );
+}
+
+/// An append at the wrong expected version is a `Concurrency` error with the actual version,
+/// and writes nothing.
+pub async fn expected_version_must_match<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    expect_conflict(store.append(id, ACCOUNT, 1, events(1, 1, "x")).await, 1, 0);
+    assert_eq!(store.current_version(id, ACCOUNT).await.unwrap(), 0);
+    store
+        .append(id, ACCOUNT, 0, events(1, 3, "a"))
+        .await
+        .unwrap();
+    expect_conflict(
+        store.append(id, ACCOUNT, 2, events(3, 2, "late")).await,
+        2,
+        3,
+    );
+    expect_conflict(
+        store.append(id, ACCOUNT, 0, events(1, 1, "stale")).await,
+        0,
+        3,
+    );
+    expect_conflict(
+        store.append(id, ACCOUNT, 5, events(6, 1, "ahead")).await,
+        5,
+        3,
+    );
+    let loaded = load_all(&store, id, ACCOUNT).await;
+    assert_eq!(versions(&loaded), [1, 2, 3]);
+    assert!(
+        loaded.iter().all(|e| e.payload["batch"] == "a"),
+        "nothing of the failed appends landed"
+    );
+    let err = store
+        .append(id, ACCOUNT, 1, events(2, 1, "y"))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "a conflict is retryable after a reload");
+}
+
+/// Appends continue the stream densely and return the new version.
+pub async fn appends_continue_the_stream<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    assert_eq!(
+        store
+            .append(id, ACCOUNT, 0, events(1, 2, "a"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .append(id, ACCOUNT, 2, events(3, 1, "b"))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .append(id, ACCOUNT, 3, events(4, 4, "c"))
+            .await
+            .unwrap(),
+        7
+    );
+    let loaded = load_all(&store, id, ACCOUNT).await;
+    assert_eq!(versions(&loaded), (1..=7).collect::<Vec<_>>());
+    let batches: Vec<&Value> = loaded.iter().map(|e| &e.metadata["batch"]).collect();
+    assert_eq!(batches, ["a", "a", "b", "c", "c", "c", "c"]);
+    assert!(loaded[0].recorded_at <= loaded[2].recorded_at);
+}
+
+/// An empty append writes nothing: it returns the version when it matches and a conflict when
+/// it does not.
+pub async fn empty_append_only_checks_version<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    assert_eq!(store.append(id, ACCOUNT, 0, Vec::new()).await.unwrap(), 0);
+    store
+        .append(id, ACCOUNT, 0, events(1, 2, "a"))
+        .await
+        .unwrap();
+    assert_eq!(store.append(id, ACCOUNT, 2, Vec::new()).await.unwrap(), 2);
+    expect_conflict(store.append(id, ACCOUNT, 1, Vec::new()).await, 1, 2);
+    assert_eq!(store.current_version(id, ACCOUNT).await.unwrap(), 2);
+}
+
+/// Streams are keyed by (type, id): one UUID under two types, and two UUIDs, are separate.
+pub async fn streams_are_scoped_by_type_and_id<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    let other = Uuid::new_v4();
+    store
+        .append(id, ACCOUNT, 0, events(1, 2, "account"))
+        .await
+        .unwrap();
+    store
+        .append(id, "Ledger", 0, events(1, 1, "ledger"))
+        .await
+        .unwrap();
+    store
+        .append(other, ACCOUNT, 0, events(1, 3, "other"))
+        .await
+        .unwrap();
+    assert_eq!(store.current_version(id, ACCOUNT).await.unwrap(), 2);
+    assert_eq!(store.current_version(id, "Ledger").await.unwrap(), 1);
+    assert_eq!(store.current_version(other, ACCOUNT).await.unwrap(), 3);
+    assert_eq!(
+        store.current_version(id, "account").await.unwrap(),
+        0,
+        "types are case-sensitive"
+    );
+    let ledger = load_all(&store, id, "Ledger").await;
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        (ledger[0].aggregate_type.as_str(), ledger[0].aggregate_id),
+        ("Ledger", id)
+    );
+    assert!(
+        load_all(&store, id, ACCOUNT)
+            .await
+            .iter()
+            .all(|e| e.metadata["batch"] == "account")
+    );
+}
+
+/// An append whose third event is invalid writes none of its events.
+pub async fn append_is_atomic_on_bad_event<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    let mut batch = events(1, 5, "a");
+    batch[2].event_type = String::new();
+    expect_invalid(
+        store.append(id, ACCOUNT, 0, batch).await,
+        "empty event type in a batch",
+    );
+    assert_eq!(store.current_version(id, ACCOUNT).await.unwrap(), 0);
+    assert!(load_all(&store, id, ACCOUNT).await.is_empty());
+}
+
+/// Bad names and out-of-range versions are typed `InvalidInput` errors.
+pub async fn invalid_input_is_rejected<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    for ty in [String::new(), "z".repeat(256), "A\0".to_owned()] {
+        expect_invalid(
+            store.append(id, &ty, 0, events(1, 1, "a")).await,
+            "append with a bad type",
+        );
+        expect_invalid(store.load(id, &ty, 0, None).await, "load with a bad type");
+        expect_invalid(
+            store.current_version(id, &ty).await,
+            "current_version with a bad type",
+        );
+    }
+    let top = validate::MAX_VERSION;
+    expect_invalid(
+        store.append(id, ACCOUNT, top + 1, events(1, 1, "a")).await,
+        "expected version above i64::MAX",
+    );
+    expect_invalid(
+        store.append(id, ACCOUNT, top, events(1, 1, "a")).await,
+        "resulting version above i64::MAX",
+    );
+    expect_invalid(
+        store.append(id, ACCOUNT, u64::MAX, Vec::new()).await,
+        "expected version u64::MAX",
+    );
+    let long_type = NewEvent::new("e".repeat(256), json!({}));
+    expect_invalid(
+        store.append(id, ACCOUNT, 0, vec![long_type]).await,
+        "256-byte event type",
+    );
+    let mut deep = json!(1);
+    for _ in 0..=validate::MAX_JSON_DEPTH {
+        deep = json!([deep]);
+    }
+    expect_invalid(
+        store
+            .append(id, ACCOUNT, 0, vec![NewEvent::new("Deep", deep)])
+            .await,
+        "payload too deep",
+    );
+    assert_eq!(
+        store.current_version(id, ACCOUNT).await.unwrap(),
+        0,
+        "nothing was written"
+    );
+}
+
+/// Payloads and metadata of every JSON kind round-trip, including the edge-case states of the
+/// snapshot suite.
+pub async fn payloads_round_trip<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    let mut payloads = vec![
+        json!(null),
+        json!(true),
+        json!(-7),
+        json!(2.5),
+        json!("text"),
+        json!([1, [2]]),
+    ];
+    payloads.extend(
+        crate::snapshot_store::edge_case_states()
+            .into_iter()
+            .map(|(_, state)| state),
+    );
+    let new: Vec<NewEvent> = payloads
+        .into_iter()
+        .map(|p| NewEvent::new("Edge", p.clone()).with_metadata(p))
+        .collect();
+    let head = store.append(id, ACCOUNT, 0, new.clone()).await.unwrap();
+    assert_eq!(head, new.len() as u64);
+    let loaded = load_all(&store, id, ACCOUNT).await;
+    assert_eq!(loaded.len(), new.len());
+    for (stored, given) in loaded.iter().zip(&new) {
+        assert!(
+            stored.payload == given.payload,
+            "payload of event {} changed",
+            stored.version
+        );
+        assert!(
+            stored.metadata == given.metadata,
+            "metadata of event {} changed",
+            stored.version
+        );
+    }
+}
+
+/// One append of 2,500 events lands whole and loads back in order (backends that batch
+/// parameters must split and still commit once).
+pub async fn large_append_is_one_batch<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    let batch = events(1, 2_500, "big");
+    assert_eq!(
+        store.append(id, ACCOUNT, 0, batch.clone()).await.unwrap(),
+        2_500
+    );
+    let loaded = load_all(&store, id, ACCOUNT).await;
+    assert_eq!(versions(&loaded), (1..=2_500).collect::<Vec<_>>());
+    assert!(
+        loaded
+            .iter()
+            .zip(&batch)
+            .all(|(s, g)| s.event_id == g.event_id)
+    );
+    let tail = store.load(id, ACCOUNT, 2_401, None).await.unwrap();
+    assert_eq!(versions(&tail), (2_402..=2_500).collect::<Vec<_>>());
+}
+
+/// B17: sixteen concurrent appends with the same expected version: exactly one succeeds, the
+/// others get `Concurrency` with the winner's version, and only the winner's events are stored.
+pub async fn concurrent_appends_have_one_winner<H: EventStoreHarness>(h: &H) {
+    let store = Arc::new(h.open().await);
+    let id = Uuid::new_v4();
+    store
+        .append(id, ACCOUNT, 0, events(1, 1, "setup"))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            let batch = events(2, 2, &format!("task-{t}"));
+            tokio::spawn(async move { (t, store.append(id, ACCOUNT, 1, batch).await) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (t, result) = task.await.expect("task");
+        match result {
+            Ok(version) => {
+                assert_eq!(version, 3);
+                winners.push(t);
+            }
+            Err(e) => expect_conflict(Err(e), 1, 3),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one append wins, got {winners:?}");
+    let loaded = load_all(&store, id, ACCOUNT).await;
+    assert_eq!(versions(&loaded), [1, 2, 3]);
+    let winner = format!("task-{}", winners[0]);
+    assert!(
+        loaded[1..]
+            .iter()
+            .all(|e| e.metadata["batch"] == winner.as_str())
+    );
+}
+
+/// Eight tasks each append ten times to one stream, re-reading the version after every
+/// conflict: all 80 appends land exactly once, in a dense stream.
+pub async fn contended_appends_lose_nothing<H: EventStoreHarness>(h: &H) {
+    let store = Arc::new(h.open().await);
+    let id = Uuid::new_v4();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut conflicts = 0u32;
+                for i in 0..10 {
+                    loop {
+                        let head = store.current_version(id, ACCOUNT).await?;
+                        let event = NewEvent::new("Tick", json!({"task": t, "i": i}));
+                        match store.append(id, ACCOUNT, head, vec![event]).await {
+                            Ok(_) => break,
+                            Err(EventStoreError::Concurrency { .. }) => conflicts += 1,
+                            Err(e) => return Err(e),
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Ok::<_, EventStoreError>(conflicts)
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("append under contention");
+    }
+    let loaded = load_all(&store, id, ACCOUNT).await;
+    assert_eq!(versions(&loaded), (1..=80).collect::<Vec<_>>());
+    let distinct: BTreeSet<(i64, i64)> = loaded
+        .iter()
+        .map(|e| {
+            (
+                e.payload["task"].as_i64().unwrap(),
+                e.payload["i"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(distinct.len(), 80, "every append landed exactly once");
+}

@@ -1,0 +1,162 @@
+//! The conformance suite every snap-es backend runs.
+//!
+//! A backend proves it keeps the shared store contract (see the trait docs of
+//! [`SnapshotStore`] and [`EventStore`], and `docs/conformance.md`) by implementing a
+//! [`SnapshotStoreHarness`] and an [`EventStoreHarness`] and calling the two macros in an
+//! integration test:
+//!
+//! ```ignore
+//! // tests/conformance.rs of a backend crate
+//! struct Harness;
+//!
+//! impl snap_testkit::SnapshotStoreHarness for Harness {
+//!     type Store = MySnapshotStore;
+//!     async fn open(&self, keep_history: usize) -> MySnapshotStore {
+//!         MySnapshotStore::fresh_for_test().keep_history(keep_history)
+//!     }
+//! }
+//! impl snap_testkit::EventStoreHarness for Harness {
+//!     type Store = MyEventStore;
+//!     async fn open(&self) -> MyEventStore { MyEventStore::fresh_for_test() }
+//! }
+//!
+//! snap_testkit::snapshot_store_conformance!(Harness);
+//! snap_testkit::event_store_conformance!(Harness);
+//! ```
+//!
+//! Each macro expands to one `#[test]` per case, named after the case, plus a model-based
+//! property test that runs random operation sequences against the store and a plain
+//! `BTreeMap` model. The harness expression is evaluated once per test, and every
+//! [`open`](SnapshotStoreHarness::open) must return an isolated, empty store (a fresh
+//! database, schema or file), so tests can run in parallel.
+//!
+//! The cases are public functions in [`snapshot_store`] and [`event_store`], so a backend
+//! can also call one directly, e.g. with a differently configured store.
+//!
+//! Set `SNAP_PROPTEST_CASES` to change how many random sequences the property tests try
+//! (default 64).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    reason = "a conformance case reports a broken contract by panicking, like any test"
+)]
+
+use std::future::Future;
+
+use snap_core::{EventStore, SnapshotStore};
+
+pub mod event_store;
+pub mod fixtures;
+mod model;
+pub mod snapshot_store;
+
+pub use model::{event_store_matches_model, snapshot_store_matches_model};
+
+/// Opens fresh snapshot stores for the conformance suite.
+pub trait SnapshotStoreHarness: Send + Sync {
+    /// The store under test.
+    type Store: SnapshotStore;
+
+    /// An empty store that no other test sees, keeping the `keep_history` highest versions per
+    /// aggregate (1 is the store's default retention).
+    fn open(&self, keep_history: usize) -> impl Future<Output = Self::Store> + Send;
+}
+
+/// Opens fresh event stores for the conformance suite.
+pub trait EventStoreHarness: Send + Sync {
+    /// The store under test.
+    type Store: EventStore;
+
+    /// An empty store that no other test sees.
+    fn open(&self) -> impl Future<Output = Self::Store> + Send;
+}
+
+/// Runs a future on a fresh two-worker runtime, as every case expects: concurrency cases need
+/// real parallelism.
+pub fn run<F: Future<Output = ()>>(future: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test")
+        .block_on(future);
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __async_cases {
+    ($module:ident, $harness:expr; $($case:ident),* $(,)?) => {$(
+        #[test]
+        fn $case() {
+            $crate::run(async {
+                let harness = $harness;
+                $crate::$module::$case(&harness).await;
+            });
+        }
+    )*};
+}
+
+/// Expands to one `#[test]` per snapshot store case, plus the model-based property test.
+/// The argument is an expression that builds a [`SnapshotStoreHarness`].
+#[macro_export]
+macro_rules! snapshot_store_conformance {
+    ($harness:expr) => {
+        $crate::__async_cases!(snapshot_store, $harness;
+            empty_store_has_nothing,
+            round_trip_is_exact,
+            timestamps_are_normalised,
+            newer_version_replaces_older,
+            equal_version_replaces,
+            lower_version_is_ignored,
+            ids_are_scoped_by_type,
+            delete_reports_whether_it_existed,
+            delete_by_type_counts_and_isolates,
+            delete_by_type_schema_bound_is_strict,
+            delete_by_type_without_match_is_zero,
+            edge_case_states_round_trip,
+            stored_copies_are_independent,
+            retention_keeps_the_highest_versions,
+            retention_never_takes_older_versions,
+            version_and_schema_bounds_round_trip,
+            many_aggregates_stay_apart,
+            concurrent_saves_keep_the_highest,
+            delete_by_type_alongside_saves,
+            invalid_snapshots_are_rejected,
+            invalid_lookups_are_rejected,
+        );
+
+        #[test]
+        fn snapshot_store_matches_model() {
+            $crate::snapshot_store_matches_model(&$harness);
+        }
+    };
+}
+
+/// Expands to one `#[test]` per event store case, plus the model-based property test.
+/// The argument is an expression that builds an [`EventStoreHarness`].
+#[macro_export]
+macro_rules! event_store_conformance {
+    ($harness:expr) => {
+        $crate::__async_cases!(event_store, $harness;
+            empty_stream_has_nothing,
+            append_and_load_round_trip,
+            load_ranges_are_half_open,
+            expected_version_must_match,
+            appends_continue_the_stream,
+            empty_append_only_checks_version,
+            streams_are_scoped_by_type_and_id,
+            append_is_atomic_on_bad_event,
+            invalid_input_is_rejected,
+            payloads_round_trip,
+            large_append_is_one_batch,
+            concurrent_appends_have_one_winner,
+            contended_appends_lose_nothing,
+        );
+
+        #[test]
+        fn event_store_matches_model() {
+            $crate::event_store_matches_model(&$harness);
+        }
+    };
+}

@@ -1,0 +1,127 @@
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! ```text
+//! cargo xtask ci            fmt check, clippy -D warnings, tests, docs, the example: what CI runs
+//! cargo xtask test [ARGS]   the whole workspace test suite; ARGS go to `cargo test`
+//! cargo xtask fmt           format the workspace
+//! cargo xtask doc           build the docs with warnings denied
+//! ```
+//!
+//! It only orchestrates cargo; it has no dependencies so it builds in a second.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool reports on its terminal"
+)]
+
+use std::env;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const HELP: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci            everything CI checks: fmt --check, clippy -D warnings (all targets and
+                features), the test suite, docs with warnings denied, the example
+  test [ARGS]   the whole workspace test suite, all features; ARGS are passed to cargo test
+  fmt           cargo fmt on the workspace
+  doc           cargo doc with warnings denied
+  help          this text
+";
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let (command, rest) = args
+        .split_first()
+        .map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
+    let result = match command {
+        "ci" => ci(),
+        "test" => test(rest),
+        "fmt" => cargo(&["fmt", "--all"], &[]),
+        "doc" => doc(),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `cargo ARGS` with extra environment variables, failing on a non-zero exit.
+fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .envs(envs.iter().copied())
+        .status()
+        .map_err(|e| format!("could not run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn test(extra: &[String]) -> Result {
+    let mut args = vec!["test", "--workspace", "--all-features"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args, &[])
+}
+
+fn doc() -> Result {
+    cargo(
+        &["doc", "--workspace", "--all-features", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )
+}
+
+fn ci() -> Result {
+    let started = Instant::now();
+    let steps: [(&str, &dyn Fn() -> Result); 5] = [
+        ("format", &|| cargo(&["fmt", "--all", "--check"], &[])),
+        ("lint", &|| {
+            cargo(
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--all-features",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+                &[],
+            )
+        }),
+        ("test", &|| test(&[])),
+        ("doc", &doc),
+        ("example", &|| {
+            cargo(
+                &["run", "--package", "snap-es", "--example", "bank_account"],
+                &[],
+            )
+        }),
+    ];
+    for (name, step) in steps {
+        let step_started = Instant::now();
+        step().map_err(|e| format!("ci step {name:?} failed: {e}"))?;
+        eprintln!(
+            "xtask: ci step {name:?} passed in {:.1?}",
+            step_started.elapsed()
+        );
+    }
+    eprintln!("xtask: ci passed in {:.1?}", started.elapsed());
+    Ok(())
+}
