@@ -5,9 +5,11 @@
 //! cargo xtask test [ARGS]   the whole workspace test suite; ARGS go to `cargo test`
 //! cargo xtask fmt           format the workspace
 //! cargo xtask doc           build the docs with warnings denied
+//! cargo xtask schema --backend <memory|sqlite>       print a backend's schema
+//! cargo xtask migrate --database-url sqlite://PATH   apply the schema to a database
 //! ```
 //!
-//! It only orchestrates cargo; it has no dependencies so it builds in a second.
+//! It orchestrates cargo; `schema` and `migrate` call the backends' own migration code.
 
 #![allow(
     clippy::print_stdout,
@@ -28,6 +30,10 @@ commands:
   test [ARGS]   the whole workspace test suite, all features; ARGS are passed to cargo test
   fmt           cargo fmt on the workspace
   doc           cargo doc with warnings denied
+  schema --backend <memory|sqlite>
+                print the schema a backend's migrate() applies
+  migrate --database-url <URL>
+                apply the schema; URL is sqlite://PATH (sqlite:///abs/path for an absolute path)
   help          this text
 ";
 
@@ -43,6 +49,8 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "fmt" => cargo(&["fmt", "--all"], &[]),
         "doc" => doc(),
+        "schema" => flag(rest, "--backend").and_then(|backend| schema(&backend)),
+        "migrate" => flag(rest, "--database-url").and_then(|url| migrate(&url)),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
@@ -72,6 +80,70 @@ fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result {
     } else {
         Err(format!("`cargo {}` failed ({status})", args.join(" ")))
     }
+}
+
+/// The value of `--name VALUE` or `--name=VALUE`.
+fn flag(args: &[String], name: &str) -> Result<String> {
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == name {
+            return args
+                .next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"));
+        }
+        if let Some(value) = arg
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+        {
+            return Ok(value.to_owned());
+        }
+    }
+    Err(format!("missing {name}\n\n{HELP}"))
+}
+
+fn schema(backend: &str) -> Result {
+    match backend {
+        "memory" => {
+            println!("-- the memory backend keeps its data in process memory and has no schema");
+            Ok(())
+        }
+        "sqlite" => {
+            for (name, sql) in snap_sqlite::MIGRATIONS {
+                println!("-- {name}\n{sql}");
+            }
+            Ok(())
+        }
+        "postgres" => Err("the PostgreSQL backend is not built yet".to_owned()),
+        other => Err(format!(
+            "unknown backend {other:?}: expected memory or sqlite"
+        )),
+    }
+}
+
+fn migrate(url: &str) -> Result {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .filter(|path| !path.is_empty())
+        .ok_or_else(|| format!("unsupported database URL {url:?}: expected sqlite://PATH"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| format!("could not start a runtime: {e}"))?;
+    runtime.block_on(async {
+        let database = snap_sqlite::SqliteDatabase::open(path).await.map_err(|e| {
+            format!(
+                "could not open and migrate {path}: {e} ({:?})",
+                std::error::Error::source(&e)
+            )
+        })?;
+        let version = database
+            .schema_version()
+            .await
+            .map_err(|e| format!("could not read the schema version: {e}"))?;
+        println!("{path}: schema at version {version}");
+        Ok(())
+    })
 }
 
 fn test(extra: &[String]) -> Result {

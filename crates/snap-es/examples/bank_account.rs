@@ -4,6 +4,9 @@
 //! deposits and withdrawals, snapshots the account at version 1,000, commits 7 more events,
 //! then loads the account twice: by full replay, and from the snapshot plus the 7 events after
 //! it. Both loads must give the same state; the example exits non-zero if they do not.
+//!
+//! The stores live in a SQLite file in the system's temp directory (the example prints its
+//! path); pass a path to use another file, or `--memory` for the in-memory stores.
 
 #![allow(clippy::print_stdout, reason = "an example reports on its terminal")]
 
@@ -71,8 +74,24 @@ async fn catch_up(
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let events = InMemoryEventStore::new();
-    let snapshots = InMemorySnapshotStore::new();
+    match std::env::args().nth(1).as_deref() {
+        Some("--memory") => {
+            println!("stores: in memory");
+            run(InMemoryEventStore::new(), InMemorySnapshotStore::new()).await
+        }
+        path => {
+            let path = path.map_or_else(
+                || std::env::temp_dir().join("snap-es-bank-account.db"),
+                Into::into,
+            );
+            let database = SqliteDatabase::open(&path).await?;
+            println!("stores: SQLite file {}", path.display());
+            run(database.event_store(), database.snapshot_store()).await
+        }
+    }
+}
+
+async fn run(events: impl EventStore, snapshots: impl SnapshotStore) -> Result<(), Error> {
     let id = Uuid::new_v4();
 
     let mut account = AggregateRoot::<Account>::new(id);

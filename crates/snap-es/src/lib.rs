@@ -12,6 +12,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `memory` (default) | [`memory::InMemorySnapshotStore`], [`memory::InMemoryEventStore`] |
+//! | `sqlite` | [`sqlite::SqliteDatabase`], [`sqlite::SqliteSnapshotStore`], [`sqlite::SqliteEventStore`]: bundled SQLite, nothing to install |
 //!
 //! # Example
 //!
@@ -71,6 +72,17 @@ pub mod memory {
     pub use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
 }
 
+/// SQLite stores: one file, no server. Open a [`SqliteDatabase`](sqlite::SqliteDatabase) and
+/// take its snapshot and event stores, which share one connection pool.
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    #[doc(inline)]
+    pub use snap_sqlite::{
+        Blocking, Durability, MIGRATIONS, SqliteDatabase, SqliteEventStore, SqliteOptions,
+        SqliteSnapshotStore,
+    };
+}
+
 /// The names most applications need: `use snap_es::prelude::*;`.
 pub mod prelude {
     #[doc(no_inline)]
@@ -81,6 +93,9 @@ pub mod prelude {
     #[cfg(feature = "memory")]
     #[doc(no_inline)]
     pub use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
+    #[cfg(feature = "sqlite")]
+    #[doc(no_inline)]
+    pub use snap_sqlite::{SqliteDatabase, SqliteEventStore, SqliteSnapshotStore};
     #[doc(no_inline)]
     pub use uuid::Uuid;
 }

@@ -1,0 +1,221 @@
+use rusqlite::{Connection, ErrorCode, Row, TransactionBehavior, params};
+use snap_core::{
+    BoxError, EventStore, EventStoreError, NewEvent, RecordedEvent, async_trait, now, validate,
+};
+use uuid::Uuid;
+
+use crate::SqliteDatabase;
+use crate::codec::{
+    json_from_sql, json_to_sql, text_from_sql, timestamp_from_sql, timestamp_to_sql, uuid_from_sql,
+    version_from_sql, version_to_sql,
+};
+use crate::error::sqlite_error;
+
+const CURRENT_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM events
+     WHERE aggregate_type = ?1 AND aggregate_id = ?2";
+
+/// An [`EventStore`] on a SQLite database, with optimistic concurrency. Clones share the
+/// database.
+#[derive(Debug, Clone)]
+pub struct SqliteEventStore {
+    database: SqliteDatabase,
+}
+
+impl SqliteEventStore {
+    pub(crate) fn new(database: SqliteDatabase) -> Self {
+        Self { database }
+    }
+
+    /// Opens (creating and migrating if needed) a database file and returns its event store.
+    pub async fn open(path: impl AsRef<std::path::Path>) -> Result<Self, snap_core::BackendError> {
+        Ok(SqliteDatabase::open(path).await?.event_store())
+    }
+
+    /// An event store on a private in-memory database.
+    pub async fn open_in_memory() -> Result<Self, snap_core::BackendError> {
+        Ok(SqliteDatabase::open_in_memory().await?.event_store())
+    }
+
+    /// The database this store writes to.
+    pub fn database(&self) -> &SqliteDatabase {
+        &self.database
+    }
+
+    async fn run<R, F>(&self, f: F) -> Result<R, EventStoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, EventStoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.database.run(f).await?
+    }
+}
+
+fn current_version(
+    connection: &Connection,
+    aggregate_type: &str,
+    id: &str,
+) -> rusqlite::Result<u64> {
+    connection
+        .prepare_cached(CURRENT_VERSION)?
+        .query_row(params![aggregate_type, id], |row| row.get::<_, i64>(0))
+        .map(|v| u64::try_from(v).unwrap_or(0))
+}
+
+/// One event ready for the INSERT: JSON already rendered on the async side.
+struct EncodedEvent {
+    event_id: String,
+    event_type: String,
+    payload: String,
+    metadata: String,
+}
+
+fn decode(id: Uuid, aggregate_type: &str, row: &Row<'_>) -> Result<RecordedEvent, EventStoreError> {
+    let version = row
+        .get_ref(0)
+        .ok()
+        .and_then(|v| version_from_sql(v).ok())
+        .unwrap_or(0);
+    let decoded = (|| -> Result<RecordedEvent, BoxError> {
+        Ok(RecordedEvent {
+            event_id: uuid_from_sql(row.get_ref(1)?)?,
+            aggregate_id: id,
+            aggregate_type: aggregate_type.to_owned(),
+            version: version_from_sql(row.get_ref(0)?)?,
+            event_type: text_from_sql(row.get_ref(2)?)?,
+            payload: json_from_sql(row.get_ref(3)?)?,
+            metadata: json_from_sql(row.get_ref(4)?)?,
+            recorded_at: timestamp_from_sql(row.get_ref(5)?)?,
+        })
+    })();
+    decoded.map_err(|source| EventStoreError::Deserialization {
+        aggregate_id: id,
+        aggregate_type: aggregate_type.to_owned(),
+        version,
+        source,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<u64, EventStoreError> {
+        validate::append(aggregate_type, expected_version, &events)?;
+        let encoded: Vec<EncodedEvent> = events
+            .into_iter()
+            .map(|e| EncodedEvent {
+                event_id: e.event_id.hyphenated().to_string(),
+                event_type: e.event_type,
+                payload: json_to_sql(&e.payload),
+                metadata: json_to_sql(&e.metadata),
+            })
+            .collect();
+        let aggregate_type = aggregate_type.to_owned();
+        let recorded_at = timestamp_to_sql(now());
+        self.run(move |connection| {
+            let id = aggregate_id.hyphenated().to_string();
+            let conflict = |actual| EventStoreError::Concurrency {
+                aggregate_id,
+                aggregate_type: aggregate_type.clone(),
+                expected: expected_version,
+                actual,
+            };
+            // IMMEDIATE takes the write lock before the version check, so no other writer can
+            // slip in between the check and the inserts; the primary key is the backstop.
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| sqlite_error(e, "begin append"))?;
+            let current = current_version(&tx, &aggregate_type, &id)
+                .map_err(|e| sqlite_error(e, "append: read version"))?;
+            if current != expected_version {
+                return Err(conflict(current));
+            }
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO events (aggregate_type, aggregate_id, version, event_id, event_type, payload, metadata, recorded_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .map_err(|e| sqlite_error(e, "prepare append"))?;
+                for (event, version) in encoded.iter().zip(expected_version + 1..) {
+                    let inserted = insert.execute(params![
+                        aggregate_type,
+                        id,
+                        version_to_sql(version),
+                        event.event_id,
+                        event.event_type,
+                        event.payload,
+                        event.metadata,
+                        recorded_at,
+                    ]);
+                    match inserted {
+                        Ok(_) => {}
+                        Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                            return Err(conflict(version - 1));
+                        }
+                        Err(e) => return Err(sqlite_error(e, "append").into()),
+                    }
+                }
+            }
+            tx.commit().map_err(|e| sqlite_error(e, "commit append"))?;
+            Ok(expected_version + encoded.len() as u64)
+        })
+        .await
+    }
+
+    async fn load(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        from_version: u64,
+        to_version: Option<u64>,
+    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
+        validate::aggregate_type(aggregate_type)?;
+        let aggregate_type = aggregate_type.to_owned();
+        let from = version_to_sql(from_version);
+        let to = version_to_sql(to_version.unwrap_or(u64::MAX));
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        self.run(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT version, event_id, event_type, payload, metadata, recorded_at FROM events
+                     WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version > ?3 AND version <= ?4
+                     ORDER BY version",
+                )
+                .map_err(|e| sqlite_error(e, "prepare load"))?;
+            let mut rows = statement
+                .query(params![aggregate_type, aggregate_id.hyphenated().to_string(), from, to])
+                .map_err(|e| sqlite_error(e, "load"))?;
+            let mut events = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| sqlite_error(e, "load"))? {
+                events.push(decode(aggregate_id, &aggregate_type, row)?);
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn current_version(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+    ) -> Result<u64, EventStoreError> {
+        validate::aggregate_type(aggregate_type)?;
+        let aggregate_type = aggregate_type.to_owned();
+        self.run(move |connection| {
+            current_version(
+                connection,
+                &aggregate_type,
+                &aggregate_id.hyphenated().to_string(),
+            )
+            .map_err(|e| sqlite_error(e, "current_version").into())
+        })
+        .await
+    }
+}

@@ -1,0 +1,244 @@
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use snap_core::{
+    BoxError, Snapshot, SnapshotError, SnapshotStore, async_trait, normalize_timestamp, validate,
+};
+use uuid::Uuid;
+
+use crate::SqliteDatabase;
+use crate::codec::{
+    json_from_sql, json_to_sql, schema_from_sql, timestamp_from_sql, timestamp_to_sql,
+    version_from_sql, version_to_sql,
+};
+use crate::error::sqlite_error;
+
+const GET_AT: &str = "SELECT version, schema_version, state, created_at FROM snapshots
+     WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version <= ?3
+     ORDER BY version DESC LIMIT 1";
+
+/// A [`SnapshotStore`] on a SQLite database.
+///
+/// Keeps the latest snapshot per aggregate unless built with
+/// [`keep_history`](Self::keep_history). Clones share the database.
+#[derive(Debug, Clone)]
+pub struct SqliteSnapshotStore {
+    database: SqliteDatabase,
+    keep: usize,
+}
+
+impl SqliteSnapshotStore {
+    pub(crate) fn new(database: SqliteDatabase) -> Self {
+        Self { database, keep: 1 }
+    }
+
+    /// Opens (creating and migrating if needed) a database file and returns its snapshot
+    /// store.
+    pub async fn open(path: impl AsRef<std::path::Path>) -> Result<Self, snap_core::BackendError> {
+        Ok(SqliteDatabase::open(path).await?.snapshot_store())
+    }
+
+    /// A snapshot store on a private in-memory database.
+    pub async fn open_in_memory() -> Result<Self, snap_core::BackendError> {
+        Ok(SqliteDatabase::open_in_memory().await?.snapshot_store())
+    }
+
+    /// Keeps the `k` highest versions per aggregate, for
+    /// [`get_snapshot_at`](SnapshotStore::get_snapshot_at). The latest is always kept, so `0`
+    /// counts as `1`.
+    #[must_use]
+    pub fn keep_history(mut self, k: usize) -> Self {
+        self.keep = k.max(1);
+        self
+    }
+
+    /// The database this store writes to.
+    pub fn database(&self) -> &SqliteDatabase {
+        &self.database
+    }
+
+    async fn run<R, F>(&self, f: F) -> Result<R, SnapshotError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, SnapshotError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.database.run(f).await?
+    }
+}
+
+fn decode(id: Uuid, aggregate_type: String, row: &Row<'_>) -> Result<Snapshot, SnapshotError> {
+    let decoded = (|| -> Result<Snapshot, BoxError> {
+        Ok(Snapshot {
+            aggregate_id: id,
+            version: version_from_sql(row.get_ref(0)?)?,
+            schema_version: schema_from_sql(row.get_ref(1)?)?,
+            state: json_from_sql(row.get_ref(2)?)?,
+            created_at: timestamp_from_sql(row.get_ref(3)?)?,
+            aggregate_type: aggregate_type.clone(),
+        })
+    })();
+    decoded.map_err(|source| SnapshotError::deserialization(id, aggregate_type, source))
+}
+
+fn query_one(
+    connection: &Connection,
+    sql: &str,
+    id: Uuid,
+    aggregate_type: String,
+    max_version: i64,
+) -> Result<Option<Snapshot>, SnapshotError> {
+    let mut statement = connection
+        .prepare_cached(sql)
+        .map_err(|e| sqlite_error(e, "prepare get_snapshot"))?;
+    let mut rows = statement
+        .query(params![
+            aggregate_type,
+            id.hyphenated().to_string(),
+            max_version
+        ])
+        .map_err(|e| sqlite_error(e, "get_snapshot"))?;
+    match rows.next().map_err(|e| sqlite_error(e, "get_snapshot"))? {
+        Some(row) => decode(id, aggregate_type, row).map(Some),
+        None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for SqliteSnapshotStore {
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+        validate::snapshot(snapshot)?;
+        let aggregate_type = snapshot.aggregate_type.clone();
+        let id = snapshot.aggregate_id.hyphenated().to_string();
+        let version = version_to_sql(snapshot.version);
+        let schema_version = i64::from(snapshot.schema_version);
+        let state = json_to_sql(&snapshot.state);
+        let created_at = timestamp_to_sql(normalize_timestamp(snapshot.created_at));
+        let keep = i64::try_from(self.keep).unwrap_or(i64::MAX);
+        self.run(move |connection| {
+            // The write lock is taken before the first read, so the check for a higher
+            // version, the upsert and the trim are one atomic step under concurrent savers.
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| sqlite_error(e, "begin save_snapshot"))?;
+            tx.prepare_cached(
+                "INSERT INTO snapshots (aggregate_type, aggregate_id, version, schema_version, state, created_at)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                 WHERE NOT EXISTS (SELECT 1 FROM snapshots
+                                   WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version > ?3)
+                 ON CONFLICT (aggregate_type, aggregate_id, version) DO UPDATE SET
+                     schema_version = excluded.schema_version,
+                     state = excluded.state,
+                     created_at = excluded.created_at",
+            )
+            .and_then(|mut s| s.execute(params![aggregate_type, id, version, schema_version, state, created_at]))
+            .map_err(|e| sqlite_error(e, "save_snapshot"))?;
+            tx.prepare_cached(
+                "DELETE FROM snapshots
+                 WHERE aggregate_type = ?1 AND aggregate_id = ?2
+                   AND version <= (SELECT version FROM snapshots
+                                   WHERE aggregate_type = ?1 AND aggregate_id = ?2
+                                   ORDER BY version DESC LIMIT 1 OFFSET ?3)",
+            )
+            .and_then(|mut s| s.execute(params![aggregate_type, id, keep]))
+            .map_err(|e| sqlite_error(e, "trim snapshot history"))?;
+            tx.commit().map_err(|e| sqlite_error(e, "commit save_snapshot"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_snapshot(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+    ) -> Result<Option<Snapshot>, SnapshotError> {
+        self.get_snapshot_at(aggregate_id, aggregate_type, u64::MAX)
+            .await
+    }
+
+    async fn get_snapshot_at(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        max_version: u64,
+    ) -> Result<Option<Snapshot>, SnapshotError> {
+        validate::aggregate_type(aggregate_type)?;
+        let aggregate_type = aggregate_type.to_owned();
+        let max_version = version_to_sql(max_version);
+        self.run(move |connection| {
+            query_one(
+                connection,
+                GET_AT,
+                aggregate_id,
+                aggregate_type,
+                max_version,
+            )
+        })
+        .await
+    }
+
+    async fn delete_snapshot(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+    ) -> Result<bool, SnapshotError> {
+        validate::aggregate_type(aggregate_type)?;
+        let aggregate_type = aggregate_type.to_owned();
+        self.run(move |connection| {
+            connection
+                .prepare_cached(
+                    "DELETE FROM snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        aggregate_type,
+                        aggregate_id.hyphenated().to_string()
+                    ])
+                })
+                .map(|deleted| deleted > 0)
+                .map_err(|e| sqlite_error(e, "delete_snapshot").into())
+        })
+        .await
+    }
+
+    async fn snapshot_exists(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+    ) -> Result<bool, SnapshotError> {
+        validate::aggregate_type(aggregate_type)?;
+        let aggregate_type = aggregate_type.to_owned();
+        self.run(move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT 1 FROM snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2 LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![aggregate_type, aggregate_id.hyphenated().to_string()], |_| Ok(()))
+                        .optional()
+                })
+                .map(|found| found.is_some())
+                .map_err(|e| sqlite_error(e, "snapshot_exists").into())
+        })
+        .await
+    }
+
+    async fn delete_snapshots_by_type(
+        &self,
+        aggregate_type: &str,
+        schema_version_below: Option<u32>,
+    ) -> Result<u64, SnapshotError> {
+        validate::aggregate_type(aggregate_type)?;
+        let aggregate_type = aggregate_type.to_owned();
+        let below = schema_version_below.map(i64::from);
+        self.run(move |connection| {
+            connection
+                .prepare_cached(
+                    "DELETE FROM snapshots
+                     WHERE aggregate_type = ?1 AND (?2 IS NULL OR schema_version < ?2)",
+                )
+                .and_then(|mut s| s.execute(params![aggregate_type, below]))
+                .map(|deleted| deleted as u64)
+                .map_err(|e| sqlite_error(e, "delete_snapshots_by_type").into())
+        })
+        .await
+    }
+}
