@@ -5,8 +5,8 @@
 //! cargo xtask test [ARGS]   the whole workspace test suite; ARGS go to `cargo test`
 //! cargo xtask fmt           format the workspace
 //! cargo xtask doc           build the docs with warnings denied
-//! cargo xtask schema --backend <memory|sqlite>       print a backend's schema
-//! cargo xtask migrate --database-url sqlite://PATH   apply the schema to a database
+//! cargo xtask schema --backend <memory|sqlite|postgres>   print a backend's schema
+//! cargo xtask migrate --database-url URL [--schema S]    apply it (sqlite://PATH, postgres://...)
 //! ```
 //!
 //! It orchestrates cargo; `schema` and `migrate` call the backends' own migration code.
@@ -30,10 +30,11 @@ commands:
   test [ARGS]   the whole workspace test suite, all features; ARGS are passed to cargo test
   fmt           cargo fmt on the workspace
   doc           cargo doc with warnings denied
-  schema --backend <memory|sqlite>
+  schema --backend <memory|sqlite|postgres>
                 print the schema a backend's migrate() applies
-  migrate --database-url <URL>
-                apply the schema; URL is sqlite://PATH (sqlite:///abs/path for an absolute path)
+  migrate --database-url <URL> [--schema <NAME>]
+                apply the schema; URL is sqlite://PATH (sqlite:///abs/path for an absolute
+                path) or postgres://USER@HOST:PORT/DB; --schema picks the PostgreSQL schema
   help          this text
 ";
 
@@ -50,7 +51,10 @@ fn main() -> ExitCode {
         "fmt" => cargo(&["fmt", "--all"], &[]),
         "doc" => doc(),
         "schema" => flag(rest, "--backend").and_then(|backend| schema(&backend)),
-        "migrate" => flag(rest, "--database-url").and_then(|url| migrate(&url)),
+        "migrate" => flag(rest, "--database-url").and_then(|url| {
+            let schema = flag(rest, "--schema").ok();
+            migrate(&url, schema.as_deref())
+        }),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
@@ -121,26 +125,51 @@ fn schema(backend: &str) -> Result {
     }
 }
 
-fn migrate(url: &str) -> Result {
+fn migrate(url: &str, schema: Option<&str>) -> Result {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("could not start a runtime: {e}"))?;
+    let failed = |what: &str, e: &dyn std::error::Error| {
+        let cause = e.source().map(|s| format!(": {s}")).unwrap_or_default();
+        format!("{what} failed: {e}{cause}")
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let mut options = snap_postgres::PostgresOptions::new(url);
+        if let Some(schema) = schema {
+            options = options.schema(schema);
+        }
+        return runtime.block_on(async {
+            let database = options
+                .connect()
+                .await
+                .map_err(|e| failed("connect and migrate", &e))?;
+            let version = database
+                .schema_version()
+                .await
+                .map_err(|e| failed("reading the schema version", &e))?;
+            println!("{url} schema {:?}: at version {version}", database.schema());
+            Ok(())
+        });
+    }
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .filter(|path| !path.is_empty())
-        .ok_or_else(|| format!("unsupported database URL {url:?}: expected sqlite://PATH"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| format!("could not start a runtime: {e}"))?;
-    runtime.block_on(async {
-        let database = snap_sqlite::SqliteDatabase::open(path).await.map_err(|e| {
-            format!(
-                "could not open and migrate {path}: {e} ({:?})",
-                std::error::Error::source(&e)
-            )
+        .ok_or_else(|| {
+            format!("unsupported database URL {url:?}: expected sqlite://PATH or postgres://...")
         })?;
+    if schema.is_some() {
+        return Err("--schema applies to PostgreSQL only".to_owned());
+    }
+    runtime.block_on(async {
+        let database = snap_sqlite::SqliteDatabase::open(path)
+            .await
+            .map_err(|e| failed("open and migrate", &e))?;
         let version = database
             .schema_version()
             .await
-            .map_err(|e| format!("could not read the schema version: {e}"))?;
+            .map_err(|e| failed("reading the schema version", &e))?;
         println!("{path}: schema at version {version}");
         Ok(())
     })
@@ -150,6 +179,14 @@ fn test(extra: &[String]) -> Result {
     let mut args = vec!["test", "--workspace", "--all-features"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args, &[])
+}
+
+/// The test suite as CI runs it: the PostgreSQL tests must reach a server, never skip.
+fn ci_test() -> Result {
+    cargo(
+        &["test", "--workspace", "--all-features"],
+        &[("SNAP_REQUIRE_POSTGRES", "1")],
+    )
 }
 
 fn doc() -> Result {
@@ -177,7 +214,7 @@ fn ci() -> Result {
                 &[],
             )
         }),
-        ("test", &|| test(&[])),
+        ("test", &ci_test),
         ("doc", &doc),
         ("example", &|| {
             cargo(

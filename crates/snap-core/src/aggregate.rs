@@ -133,7 +133,7 @@ impl<A: Aggregate> AggregateRoot<A> {
 
     /// The version after the uncommitted events are saved.
     pub fn pending_version(&self) -> u64 {
-        self.version + self.uncommitted.len() as u64
+        self.version.saturating_add(self.uncommitted.len() as u64)
     }
 
     /// The current state, uncommitted events included.
@@ -170,7 +170,15 @@ impl<A: Aggregate> AggregateRoot<A> {
 
     /// Applies a stored event during a load. Its version must be exactly the next one and it
     /// must belong to this aggregate, so a gap in the stream is an error, never a wrong state.
+    /// A root with uncommitted events refuses stored events: they would apply out of order.
     pub fn apply_recorded(&mut self, event: &RecordedEvent) -> Result<(), ReplayError> {
+        if !self.uncommitted.is_empty() {
+            return Err(ReplayError::Uncommitted {
+                aggregate_id: self.id,
+                aggregate_type: A::TYPE.to_owned(),
+                count: self.uncommitted.len(),
+            });
+        }
         if event.aggregate_id != self.id || event.aggregate_type != A::TYPE {
             return Err(ReplayError::WrongStream {
                 aggregate_id: self.id,
@@ -180,8 +188,8 @@ impl<A: Aggregate> AggregateRoot<A> {
                 version: event.version,
             });
         }
-        let expected = self.version + 1;
-        if event.version != expected {
+        let expected = self.version.saturating_add(1);
+        if event.version != expected || self.version == u64::MAX {
             return Err(ReplayError::VersionGap {
                 aggregate_id: self.id,
                 aggregate_type: A::TYPE.to_owned(),
@@ -326,6 +334,11 @@ mod tests {
             Err(ReplayError::WrongStream { .. })
         ));
         assert_eq!((root.version(), root.state().value), (1, 4));
+        root.record(CounterEvent::Added(1));
+        assert!(matches!(
+            root.apply_recorded(&recorded(id, 2, 1)),
+            Err(ReplayError::Uncommitted { count: 1, .. })
+        ));
     }
 
     #[test]

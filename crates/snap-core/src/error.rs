@@ -57,6 +57,16 @@ pub enum InvalidInput {
         /// The kind of JSON value given (`"array"`, `"string"`, ...).
         found: &'static str,
     },
+    /// A name used as an SQL identifier (a schema name) has characters outside the allowed set.
+    #[error(
+        "{field} {value:?} is not a valid identifier: use lowercase ASCII letters, digits and _, not starting with a digit"
+    )]
+    InvalidIdentifier {
+        /// The argument that was refused.
+        field: &'static str,
+        /// The value given.
+        value: String,
+    },
     /// A JSON value was nested deeper than every backend can read back.
     #[error("{field} is nested {depth} levels deep; at most {max} levels are allowed")]
     TooDeep {
@@ -265,6 +275,18 @@ pub enum ReplayError {
         expected: u64,
         /// The version that came.
         found: u64,
+    },
+    /// Stored events were applied to a root that has uncommitted events.
+    #[error(
+        "{aggregate_type}/{aggregate_id} has {count} uncommitted events; stored events cannot be applied after them"
+    )]
+    Uncommitted {
+        /// The aggregate.
+        aggregate_id: Uuid,
+        /// Its type.
+        aggregate_type: String,
+        /// How many events are uncommitted.
+        count: usize,
     },
     /// An event belongs to another aggregate or type.
     #[error(

@@ -4,6 +4,7 @@
 //! Backend authors call these at the top of each store method, before any I/O.
 
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use crate::error::InvalidInput;
 use crate::event::NewEvent;
@@ -61,38 +62,59 @@ pub fn version(field: &'static str, value: u64) -> Result<(), InvalidInput> {
     Ok(())
 }
 
-/// Checks a JSON value's nesting depth against [`MAX_JSON_DEPTH`].
-pub fn json_depth(field: &'static str, value: &Value) -> Result<(), InvalidInput> {
-    let depth = depth_up_to(value, MAX_JSON_DEPTH + 1);
-    if depth > MAX_JSON_DEPTH {
-        return Err(InvalidInput::TooDeep {
-            field,
-            depth,
-            max: MAX_JSON_DEPTH,
-        });
+/// Checks a JSON value every backend can store and read back exactly: nested at most
+/// [`MAX_JSON_DEPTH`] levels, and no NUL character in a string or key (PostgreSQL's JSONB
+/// cannot hold one).
+pub fn json(field: &'static str, value: &Value) -> Result<(), InvalidInput> {
+    let limit = MAX_JSON_DEPTH + 1;
+    let mut stack = vec![(value, 0usize)];
+    // Iterative, so a hostile value cannot overflow the stack here.
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            Value::String(text) if text.contains('\0') => {
+                return Err(InvalidInput::ContainsNul { field });
+            }
+            Value::Array(items) => {
+                if depth + 1 >= limit {
+                    return Err(too_deep(field, depth + 1));
+                }
+                stack.extend(items.iter().map(|child| (child, depth + 1)));
+            }
+            Value::Object(map) => {
+                if depth + 1 >= limit {
+                    return Err(too_deep(field, depth + 1));
+                }
+                if map.keys().any(|key| key.contains('\0')) {
+                    return Err(InvalidInput::ContainsNul { field });
+                }
+                stack.extend(map.values().map(|child| (child, depth + 1)));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
 
-/// The nesting depth of `value`, counting stops at `limit`. Iterative, so a hostile value
-/// cannot overflow the stack here.
-fn depth_up_to(value: &Value, limit: usize) -> usize {
-    let mut deepest = 0;
-    let mut stack = vec![(value, 0usize)];
-    while let Some((value, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(map) => Box::new(map.values()),
-            _ => continue,
-        };
-        let depth = depth + 1;
-        deepest = deepest.max(depth);
-        if deepest >= limit {
-            return deepest;
-        }
-        stack.extend(children.map(|child| (child, depth)));
+fn too_deep(field: &'static str, depth: usize) -> InvalidInput {
+    InvalidInput::TooDeep {
+        field,
+        depth,
+        max: MAX_JSON_DEPTH,
     }
-    deepest
+}
+
+/// The earliest and latest `created_at` every backend can store: years 1 to 9999 (UTC).
+pub fn timestamp(field: &'static str, value: OffsetDateTime) -> Result<(), InvalidInput> {
+    let year = value.to_offset(time::UtcOffset::UTC).year();
+    if (1..=9999).contains(&year) {
+        Ok(())
+    } else {
+        Err(InvalidInput::OutOfRange {
+            field,
+            value: u64::from(year.unsigned_abs()),
+            reason: "timestamps must fall in the years 1 to 9999 (UTC)",
+        })
+    }
 }
 
 /// The name of a JSON value's kind, for error messages.
@@ -132,7 +154,8 @@ pub fn snapshot(snapshot: &Snapshot) -> Result<(), InvalidInput> {
             found: json_kind(&snapshot.state),
         });
     }
-    json_depth("state", &snapshot.state)
+    json("state", &snapshot.state)?;
+    timestamp("created_at", snapshot.created_at)
 }
 
 /// Checks an append before it is written: the type, every event, and that the stream's new
@@ -149,8 +172,8 @@ pub fn append(
     version("resulting version", new_version)?;
     for event in events {
         event_type(&event.event_type)?;
-        json_depth("payload", &event.payload)?;
-        json_depth("metadata", &event.metadata)?;
+        json("payload", &event.payload)?;
+        json("metadata", &event.metadata)?;
     }
     Ok(())
 }
@@ -161,28 +184,52 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn depth_counts_nesting() {
-        assert_eq!(depth_up_to(&json!(1), 10), 0);
-        assert_eq!(depth_up_to(&json!({}), 10), 1);
-        assert_eq!(depth_up_to(&json!({"a": [1, {"b": []}]}), 10), 4);
+    fn nested(depth: usize) -> Value {
+        let mut value = json!(1);
+        for _ in 0..depth {
+            value = json!([value]);
+        }
+        value
     }
 
     #[test]
-    fn depth_stops_at_limit() {
-        let mut value = json!(null);
-        for _ in 0..1_000 {
-            value = json!([value]);
-        }
-        assert_eq!(depth_up_to(&value, 101), 101);
+    fn depth_is_limited() {
+        assert!(json("state", &nested(MAX_JSON_DEPTH)).is_ok());
         assert!(matches!(
-            json_depth("state", &value),
+            json("state", &nested(MAX_JSON_DEPTH + 1)),
             Err(InvalidInput::TooDeep {
                 depth: 101,
                 max: 100,
                 ..
             })
         ));
+        assert!(matches!(
+            json("state", &nested(1_000)),
+            Err(InvalidInput::TooDeep { depth: 101, .. })
+        ));
+        assert!(json("state", &json!({"a": [1, {"b": []}]})).is_ok());
+    }
+
+    #[test]
+    fn nul_is_refused_in_strings_and_keys() {
+        assert!(matches!(
+            json("payload", &json!({"a": ["x\u{0}y"]})),
+            Err(InvalidInput::ContainsNul { field: "payload" })
+        ));
+        assert!(matches!(
+            json("state", &json!({"k\u{0}": 1})),
+            Err(InvalidInput::ContainsNul { field: "state" })
+        ));
+        assert!(json("state", &json!({"k": "\u{1} é 🦀"})).is_ok());
+    }
+
+    #[test]
+    fn timestamps_are_limited_to_four_digit_years() {
+        use time::macros::datetime;
+        assert!(timestamp("created_at", datetime!(0001-01-01 00:00 UTC)).is_ok());
+        assert!(timestamp("created_at", datetime!(9999-12-31 23:59:59.999_999 UTC)).is_ok());
+        assert!(timestamp("created_at", datetime!(0000-12-31 23:59 UTC)).is_err());
+        assert!(timestamp("created_at", datetime!(-0100-01-01 00:00 UTC)).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `memory` (default) | [`memory::InMemorySnapshotStore`], [`memory::InMemoryEventStore`] |
 //! | `sqlite` | [`sqlite::SqliteDatabase`], [`sqlite::SqliteSnapshotStore`], [`sqlite::SqliteEventStore`]: bundled SQLite, nothing to install |
+//! | `postgres` | [`postgres::PostgresDatabase`], [`postgres::PostgresSnapshotStore`], [`postgres::PostgresEventStore`]: sqlx with rustls |
 //!
 //! # Example
 //!
@@ -83,6 +84,18 @@ pub mod sqlite {
     };
 }
 
+/// PostgreSQL stores: many processes sharing one database. Connect a
+/// [`PostgresDatabase`](postgres::PostgresDatabase) (optionally in its own schema) and take its
+/// snapshot and event stores, which share one pool.
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    #[doc(inline)]
+    pub use snap_postgres::{
+        DEFAULT_SCHEMA, MIGRATIONS, PostgresDatabase, PostgresEventStore, PostgresOptions,
+        PostgresSnapshotStore, validate_schema_name,
+    };
+}
+
 /// The names most applications need: `use snap_es::prelude::*;`.
 pub mod prelude {
     #[doc(no_inline)]
@@ -93,6 +106,9 @@ pub mod prelude {
     #[cfg(feature = "memory")]
     #[doc(no_inline)]
     pub use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
+    #[cfg(feature = "postgres")]
+    #[doc(no_inline)]
+    pub use snap_postgres::{PostgresDatabase, PostgresEventStore, PostgresSnapshotStore};
     #[cfg(feature = "sqlite")]
     #[doc(no_inline)]
     pub use snap_sqlite::{SqliteDatabase, SqliteEventStore, SqliteSnapshotStore};

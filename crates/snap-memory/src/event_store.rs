@@ -59,8 +59,9 @@ impl EventStore for InMemoryEventStore {
         events: Vec<NewEvent>,
     ) -> Result<u64, EventStoreError> {
         validate::append(aggregate_type, expected_version, &events)?;
-        let recorded_at = now();
         let mut streams = self.lock();
+        // Taken under the lock so timestamps follow the order appends commit in.
+        let recorded_at = now();
         let current = streams
             .get(aggregate_type)
             .and_then(|ids| ids.get(&aggregate_id))

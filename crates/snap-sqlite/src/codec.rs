@@ -45,6 +45,20 @@ pub(crate) fn json_from_sql(value: ValueRef<'_>) -> Result<Value, BoxError> {
     Ok(serde_json::from_slice(value.as_bytes()?)?)
 }
 
+/// A snapshot state: JSON that must be an object, as every store writes it.
+pub(crate) fn object_from_sql(value: ValueRef<'_>) -> Result<Value, BoxError> {
+    let state = json_from_sql(value)?;
+    if state.is_object() {
+        Ok(state)
+    } else {
+        Err(format!(
+            "state is a JSON {}, not an object",
+            snap_core::validate::json_kind(&state)
+        )
+        .into())
+    }
+}
+
 pub(crate) fn uuid_from_sql(value: ValueRef<'_>) -> Result<Uuid, BoxError> {
     Ok(Uuid::try_parse(value.as_str()?)?)
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::SqliteDatabase;
 use crate::codec::{
-    json_from_sql, json_to_sql, schema_from_sql, timestamp_from_sql, timestamp_to_sql,
+    json_to_sql, object_from_sql, schema_from_sql, timestamp_from_sql, timestamp_to_sql,
     version_from_sql, version_to_sql,
 };
 use crate::error::sqlite_error;
@@ -70,7 +70,7 @@ fn decode(id: Uuid, aggregate_type: String, row: &Row<'_>) -> Result<Snapshot, S
             aggregate_id: id,
             version: version_from_sql(row.get_ref(0)?)?,
             schema_version: schema_from_sql(row.get_ref(1)?)?,
-            state: json_from_sql(row.get_ref(2)?)?,
+            state: object_from_sql(row.get_ref(2)?)?,
             created_at: timestamp_from_sql(row.get_ref(3)?)?,
             aggregate_type: aggregate_type.clone(),
         })

@@ -177,7 +177,8 @@ async fn a_corrupt_snapshot_row_is_a_typed_error() {
     let path = dir.file("corrupt.db");
     let store = SqliteDatabase::open(&path).await.unwrap().snapshot_store();
     let (bad_json, bad_version, healthy) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    for id in [bad_json, bad_version, healthy] {
+    let wrong_shape = Uuid::new_v4();
+    for id in [bad_json, bad_version, healthy, wrong_shape] {
         store
             .save_snapshot(&Snapshot::new(id, "Order", 4, json!({"ok": true}), 1))
             .await
@@ -196,7 +197,13 @@ async fn a_corrupt_snapshot_row_is_a_typed_error() {
             [bad_version.to_string()],
         )
         .unwrap();
-    for id in [bad_json, bad_version] {
+    connection
+        .execute(
+            "UPDATE snapshots SET state = '[1, 2]' WHERE aggregate_id = ?1",
+            [wrong_shape.to_string()],
+        )
+        .unwrap();
+    for id in [bad_json, bad_version, wrong_shape] {
         match store.get_snapshot(id, "Order").await {
             Err(SnapshotError::Deserialization {
                 aggregate_id,

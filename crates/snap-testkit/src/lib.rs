@@ -61,6 +61,12 @@ pub trait SnapshotStoreHarness: Send + Sync {
     /// An empty store that no other test sees, keeping the `keep_history` highest versions per
     /// aggregate (1 is the store's default retention).
     fn open(&self, keep_history: usize) -> impl Future<Output = Self::Store> + Send;
+
+    /// Why the backend cannot be tested here (say, no database server), or `None`. The cases
+    /// then pass after printing the reason; a harness that must not be skipped panics instead.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Opens fresh event stores for the conformance suite.
@@ -70,6 +76,22 @@ pub trait EventStoreHarness: Send + Sync {
 
     /// An empty store that no other test sees.
     fn open(&self) -> impl Future<Output = Self::Store> + Send;
+
+    /// Why the backend cannot be tested here, or `None`; see
+    /// [`SnapshotStoreHarness::unavailable`].
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+}
+
+#[doc(hidden)]
+pub fn __skip(case: &str, unavailable: Option<String>) -> Option<String> {
+    let reason = unavailable?;
+    #[allow(clippy::print_stderr, reason = "a skipped test says so loudly")]
+    {
+        eprintln!("SKIPPED {case}: {reason}");
+    }
+    Some(reason)
 }
 
 /// Runs a future on a fresh two-worker runtime, as every case expects: concurrency cases need
@@ -86,11 +108,14 @@ pub fn run<F: Future<Output = ()>>(future: F) {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __async_cases {
-    ($module:ident, $harness:expr; $($case:ident),* $(,)?) => {$(
+    ($module:ident, $harness_trait:ident, $harness:expr; $($case:ident),* $(,)?) => {$(
         #[test]
         fn $case() {
             $crate::run(async {
                 let harness = $harness;
+                if $crate::__skip(stringify!($case), $crate::$harness_trait::unavailable(&harness)).is_some() {
+                    return;
+                }
                 $crate::$module::$case(&harness).await;
             });
         }
@@ -102,7 +127,7 @@ macro_rules! __async_cases {
 #[macro_export]
 macro_rules! snapshot_store_conformance {
     ($harness:expr) => {
-        $crate::__async_cases!(snapshot_store, $harness;
+        $crate::__async_cases!(snapshot_store, SnapshotStoreHarness, $harness;
             empty_store_has_nothing,
             round_trip_is_exact,
             timestamps_are_normalised,
@@ -118,7 +143,9 @@ macro_rules! snapshot_store_conformance {
             stored_copies_are_independent,
             retention_keeps_the_highest_versions,
             retention_never_takes_older_versions,
+            retention_after_deleting_the_latest_by_schema,
             version_and_schema_bounds_round_trip,
+            hostile_type_names_round_trip,
             many_aggregates_stay_apart,
             concurrent_saves_keep_the_highest,
             delete_by_type_alongside_saves,
@@ -138,7 +165,7 @@ macro_rules! snapshot_store_conformance {
 #[macro_export]
 macro_rules! event_store_conformance {
     ($harness:expr) => {
-        $crate::__async_cases!(event_store, $harness;
+        $crate::__async_cases!(event_store, EventStoreHarness, $harness;
             empty_stream_has_nothing,
             append_and_load_round_trip,
             load_ranges_are_half_open,
@@ -152,6 +179,7 @@ macro_rules! event_store_conformance {
             large_append_is_one_batch,
             concurrent_appends_have_one_winner,
             contended_appends_lose_nothing,
+            hostile_names_round_trip,
         );
 
         #[test]

@@ -21,10 +21,10 @@ fn aggregate_id(index: usize) -> Uuid {
 }
 
 fn config() -> Config {
-    let cases = std::env::var("SNAP_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
+    let cases = std::env::var("SNAP_PROPTEST_CASES").map_or(64, |v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("SNAP_PROPTEST_CASES must be a whole number, got {v:?}"))
+    });
     Config {
         cases,
         failure_persistence: None,
@@ -213,6 +213,14 @@ async fn run_snapshot_op(
 /// Random sequences of snapshot store operations, with a random retention of 1 to 3
 /// versions, give the same results as the model.
 pub fn snapshot_store_matches_model<H: SnapshotStoreHarness>(harness: &H) {
+    if crate::__skip(
+        "snapshot_store_matches_model",
+        SnapshotStoreHarness::unavailable(harness),
+    )
+    .is_some()
+    {
+        return;
+    }
     let rt = runtime();
     let mut runner = TestRunner::new(config());
     let result = runner.run(&(1usize..=3, vec(snapshot_op(), 1..40)), |(keep, ops)| {
@@ -391,6 +399,14 @@ async fn run_event_op(
 /// Random sequences of appends (some at a wrong expected version), range loads and version
 /// reads give the same results as a model of one `Vec` per stream.
 pub fn event_store_matches_model<H: EventStoreHarness>(harness: &H) {
+    if crate::__skip(
+        "event_store_matches_model",
+        EventStoreHarness::unavailable(harness),
+    )
+    .is_some()
+    {
+        return;
+    }
     let rt = runtime();
     let mut runner = TestRunner::new(config());
     let result = runner.run(&vec(event_op(), 1..40), |ops| {

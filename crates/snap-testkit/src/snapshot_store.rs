@@ -410,6 +410,49 @@ pub async fn retention_never_takes_older_versions<H: SnapshotStoreHarness>(h: &H
     );
 }
 
+/// With history, delete by type can remove the latest snapshot and leave older versions of a
+/// higher schema: those are then the aggregate's snapshots, and saves still never go below
+/// them. (Found by the model test on PostgreSQL, which keeps the latest and the history
+/// apart.)
+pub async fn retention_after_deleting_the_latest_by_schema<H: SnapshotStoreHarness>(h: &H) {
+    let store = h.open(3).await;
+    let id = Uuid::new_v4();
+    save(&store, &snapshot(id, ORDER, 10, 3)).await;
+    save(&store, &snapshot(id, ORDER, 12, 1)).await;
+    assert_eq!(
+        store
+            .delete_snapshots_by_type(ORDER, Some(2))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        get(&store, id, ORDER).await,
+        Some(snapshot(id, ORDER, 10, 3))
+    );
+    assert!(store.snapshot_exists(id, ORDER).await.unwrap());
+    save(&store, &snapshot(id, ORDER, 8, 3)).await;
+    assert_eq!(
+        get_at(&store, id, ORDER, 9).await,
+        None,
+        "a lower version is still a no-op"
+    );
+    let replaced = snapshot_with(id, ORDER, 10, 3, json!({"replaced": true}));
+    save(&store, &replaced).await;
+    assert_eq!(get(&store, id, ORDER).await, Some(replaced.clone()));
+    assert_eq!(get_at(&store, id, ORDER, 10).await, Some(replaced.clone()));
+    save(&store, &snapshot(id, ORDER, 11, 3)).await;
+    assert_eq!(get_at(&store, id, ORDER, 10).await, Some(replaced));
+    assert_eq!(
+        get(&store, id, ORDER).await,
+        Some(snapshot(id, ORDER, 11, 3))
+    );
+    assert_eq!(
+        store.delete_snapshots_by_type(ORDER, None).await.unwrap(),
+        2
+    );
+}
+
 /// The extremes of the accepted ranges round-trip: version `i64::MAX`, schema version
 /// `u32::MAX`, a 255-byte type name.
 pub async fn version_and_schema_bounds_round_trip<H: SnapshotStoreHarness>(h: &H) {
@@ -430,6 +473,51 @@ pub async fn version_and_schema_bounds_round_trip<H: SnapshotStoreHarness>(h: &H
             .unwrap(),
         0
     );
+}
+
+/// Type names that would break naive SQL: quotes, semicolons, comment markers, wildcards,
+/// unicode. Each must be stored and matched exactly as given.
+pub const HOSTILE_TYPES: [&str; 8] = [
+    "O'Brien",
+    "Robert'); DROP TABLE snapshots; --",
+    "\"quoted\"",
+    "semi;colon",
+    "per%cent_under",
+    "back\\slash",
+    "Заказ 注文 🧾",
+    " padded ",
+];
+
+/// Hostile type names round-trip untouched and stay apart from each other and from the
+/// names they resemble.
+pub async fn hostile_type_names_round_trip<H: SnapshotStoreHarness>(h: &H) {
+    let store = h.open(1).await;
+    let id = Uuid::new_v4();
+    for (v, ty) in (1..).zip(HOSTILE_TYPES) {
+        save(&store, &snapshot(id, ty, v, 1)).await;
+    }
+    for (v, ty) in (1..).zip(HOSTILE_TYPES) {
+        let loaded = get(&store, id, ty).await.expect("saved above");
+        assert_eq!((loaded.aggregate_type.as_str(), loaded.version), (ty, v));
+    }
+    assert_eq!(get(&store, id, "padded").await, None);
+    assert_eq!(
+        get(&store, id, "per_cent_under").await,
+        None,
+        "no LIKE matching"
+    );
+    assert_eq!(
+        store.delete_snapshots_by_type("per%", None).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .delete_snapshots_by_type(HOSTILE_TYPES[1], None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.snapshot_exists(id, HOSTILE_TYPES[0]).await.unwrap());
 }
 
 /// Fifty aggregates of two types, saved interleaved, each read back as its own.
@@ -479,17 +567,19 @@ pub async fn concurrent_saves_keep_the_highest<H: SnapshotStoreHarness>(h: &H) {
 }
 
 /// B16: delete by type alongside saves: no errors, and no row below the bound that was written
-/// before the delete survives it.
+/// before the delete survives it. A barrier releases the writers and the delete together.
 pub async fn delete_by_type_alongside_saves<H: SnapshotStoreHarness>(h: &H) {
     let store = Arc::new(h.open(1).await);
     let old: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
     for id in &old {
         save(&*store, &snapshot(*id, ORDER, 1, 1)).await;
     }
+    let start = Arc::new(tokio::sync::Barrier::new(5));
     let writers: Vec<_> = (0..4)
         .map(|w| {
-            let store = Arc::clone(&store);
+            let (store, start) = (Arc::clone(&store), Arc::clone(&start));
             tokio::spawn(async move {
+                start.wait().await;
                 for i in 0..10u32 {
                     let id = Uuid::new_v4();
                     store
@@ -501,6 +591,7 @@ pub async fn delete_by_type_alongside_saves<H: SnapshotStoreHarness>(h: &H) {
             })
         })
         .collect();
+    start.wait().await;
     let deleted = store
         .delete_snapshots_by_type(ORDER, Some(2))
         .await
@@ -536,7 +627,7 @@ pub async fn invalid_snapshots_are_rejected<H: SnapshotStoreHarness>(h: &H) {
     let id = Uuid::new_v4();
     let good = snapshot(id, ORDER, 3, 1);
     save(&store, &good).await;
-    let edits: [(&str, Edit); 11] = [
+    let edits: [(&str, Edit); 14] = [
         ("empty type", |s| s.aggregate_type.clear()),
         ("256-byte type", |s| s.aggregate_type = "x".repeat(256)),
         ("type with NUL", |s| s.aggregate_type = "Ord\0er".into()),
@@ -549,6 +640,13 @@ pub async fn invalid_snapshots_are_rejected<H: SnapshotStoreHarness>(h: &H) {
         ("array state", |s| s.state = json!([1, 2])),
         ("string state", |s| s.state = json!("s")),
         ("null state", |s| s.state = Value::Null),
+        ("NUL in a state string", |s| {
+            s.state = json!({"text": "a\u{0}b"});
+        }),
+        ("NUL in a state key", |s| s.state = json!({"k\u{0}": 1})),
+        ("created_at before year 1", |s| {
+            s.created_at = datetime!(-0001-06-01 00:00 UTC);
+        }),
         ("state too deep", |s| {
             for _ in 0..validate::MAX_JSON_DEPTH {
                 s.state = json!({"child": s.state.take()});
@@ -567,6 +665,11 @@ pub async fn invalid_snapshots_are_rejected<H: SnapshotStoreHarness>(h: &H) {
         get(&store, id, ORDER).await,
         Some(good),
         "nothing was written"
+    );
+    assert_eq!(
+        get_at(&store, id, ORDER, 2).await,
+        None,
+        "not even below the latest"
     );
     let err = store
         .save_snapshot(&Snapshot {

@@ -1,0 +1,9 @@
+//! The whole snap-testkit conformance suite against the PostgreSQL server, each store in a
+//! fresh schema.
+
+mod support;
+
+use support::PgHarness;
+
+snap_testkit::snapshot_store_conformance!(PgHarness::new());
+snap_testkit::event_store_conformance!(PgHarness::new());
