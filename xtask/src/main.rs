@@ -5,6 +5,7 @@
 //! cargo xtask test [ARGS]   the whole workspace test suite; ARGS go to `cargo test`
 //! cargo xtask fmt           format the workspace
 //! cargo xtask doc           build the docs with warnings denied
+//! cargo xtask bench [--backend B] [--quick] [--out DIR]   the benchmark, in release
 //! cargo xtask schema --backend <memory|sqlite|postgres>   print a backend's schema
 //! cargo xtask migrate --database-url URL [--schema S]    apply it (sqlite://PATH, postgres://...)
 //! ```
@@ -26,10 +27,14 @@ usage: cargo xtask <command>
 
 commands:
   ci            everything CI checks: fmt --check, clippy -D warnings (all targets and
-                features), the test suite, docs with warnings denied, the example
+                features), the test suite, docs with warnings denied, the example,
+                a quick debug run of the benchmark
   test [ARGS]   the whole workspace test suite, all features; ARGS are passed to cargo test
   fmt           cargo fmt on the workspace
   doc           cargo doc with warnings denied
+  bench [--backend <memory|sqlite|postgres|all>] [--quick] [--out <DIR>]
+                the benchmark in release: medians against floors measured in the same run,
+                written to DIR/results.md and DIR/results.json (default target/bench)
   schema --backend <memory|sqlite|postgres>
                 print the schema a backend's migrate() applies
   migrate --database-url <URL> [--schema <NAME>]
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "fmt" => cargo(&["fmt", "--all"], &[]),
         "doc" => doc(),
+        "bench" => bench(rest),
         "schema" => flag(rest, "--backend").and_then(|backend| schema(&backend)),
         "migrate" => flag(rest, "--database-url").and_then(|url| {
             let schema = flag(rest, "--schema").ok();
@@ -189,6 +195,13 @@ fn ci_test() -> Result {
     )
 }
 
+/// The benchmark, always in release: `cargo xtask bench [--backend B] [--quick] [--out DIR]`.
+fn bench(extra: &[String]) -> Result {
+    let mut args = vec!["run", "--release", "--package", "snap-bench", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args, &[])
+}
+
 fn doc() -> Result {
     cargo(
         &["doc", "--workspace", "--all-features", "--no-deps"],
@@ -198,7 +211,7 @@ fn doc() -> Result {
 
 fn ci() -> Result {
     let started = Instant::now();
-    let steps: [(&str, &dyn Fn() -> Result); 5] = [
+    let steps: [(&str, &dyn Fn() -> Result); 6] = [
         ("format", &|| cargo(&["fmt", "--all", "--check"], &[])),
         ("lint", &|| {
             cargo(
@@ -220,6 +233,22 @@ fn ci() -> Result {
             cargo(
                 &["run", "--package", "snap-es", "--example", "bank_account"],
                 &[],
+            )
+        }),
+        // A short debug run keeps the benchmark working and checks, on every backend, that
+        // a snapshot load equals the full replay; the figures come from `cargo xtask bench`.
+        ("bench smoke", &|| {
+            cargo(
+                &[
+                    "run",
+                    "--package",
+                    "snap-bench",
+                    "--",
+                    "--quick",
+                    "--out",
+                    "target/bench-smoke",
+                ],
+                &[("SNAP_REQUIRE_POSTGRES", "1")],
             )
         }),
     ];

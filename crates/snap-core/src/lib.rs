@@ -20,6 +20,7 @@
 mod aggregate;
 mod error;
 mod event;
+mod migration;
 mod snapshot;
 mod store;
 pub mod validate;
@@ -29,6 +30,7 @@ pub use error::{
     BackendError, BoxError, EventStoreError, InvalidInput, ReplayError, SnapshotError,
 };
 pub use event::{DynEventStore, EventStore, NewEvent, RecordedEvent};
+pub use migration::{MigrationChain, MigrationChainError, MigrationError, SnapshotMigration};
 pub use snapshot::{Snapshot, normalize_timestamp, now};
 pub use store::{DynSnapshotStore, SnapshotStore};
 

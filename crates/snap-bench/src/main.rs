@@ -1,0 +1,138 @@
+//! The snap-es benchmark, run by `cargo xtask bench` (always in `--release`).
+//!
+//! Every figure is a median of many samples, and every backend is measured next to a floor
+//! taken in the same run on the same machine: a bare prepared primary-key SELECT of the same
+//! snapshot row on a dedicated connection. Absolute times drift on shared machines; the ratios
+//! to the floor do not drift much, so the targets are stated as ratios where they can be.
+//!
+//! ```text
+//! snap-bench [--backend memory|sqlite|postgres|all] [--quick] [--out DIR]
+//! ```
+//!
+//! PostgreSQL is reached through `DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`) and uses its own schema, `snap_bench`, which is
+//! dropped and recreated on every run.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+mod aggregate;
+mod measure;
+mod report;
+mod scenario;
+
+use report::Report;
+
+/// What to measure, from the command line.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    backends: Vec<String>,
+    /// Fewer samples and a smaller history: a smoke run, not a measurement.
+    pub(crate) quick: bool,
+    out: PathBuf,
+}
+
+impl Config {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut backend = "all".to_owned();
+        let mut quick = false;
+        let mut out = PathBuf::from("target/bench");
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--backend" => backend.clone_from(args.next().ok_or("--backend needs a value")?),
+                "--quick" => quick = true,
+                "--out" => out = args.next().ok_or("--out needs a directory")?.into(),
+                other => return Err(format!("unknown argument `{other}`")),
+            }
+        }
+        let backends = match backend.as_str() {
+            "all" => vec!["memory".into(), "sqlite".into(), "postgres".into()],
+            "memory" | "sqlite" | "postgres" => vec![backend],
+            other => {
+                return Err(format!(
+                    "unknown backend `{other}` (memory, sqlite, postgres, all)"
+                ));
+            }
+        };
+        Ok(Self {
+            backends,
+            quick,
+            out,
+        })
+    }
+
+    /// Events in the long stream: 100,000, or 2,000 in a quick run.
+    pub(crate) fn long_stream(&self) -> u64 {
+        if self.quick { 2_000 } else { 100_000 }
+    }
+
+    /// How many samples for an operation whose single run takes about `each`.
+    pub(crate) fn samples(&self, each: Duration) -> usize {
+        let budget = if self.quick {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(2)
+        };
+        let n = budget.as_nanos() / each.as_nanos().max(1);
+        usize::try_from(n).unwrap_or(usize::MAX).clamp(5, 20_000)
+    }
+}
+
+#[allow(
+    clippy::print_stderr,
+    reason = "the benchmark reports progress on stderr"
+)]
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match Config::parse(&args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("snap-bench: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("snap-bench: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&config)) {
+        Ok(report) => {
+            if let Err(e) = report.write(&config.out) {
+                eprintln!("snap-bench: cannot write the report: {e}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("snap-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: &Config) -> Result<Report, String> {
+    let mut report = Report::new(config.quick);
+    for backend in &config.backends {
+        let started = Instant::now();
+        match backend.as_str() {
+            "memory" => scenario::memory(config, &mut report).await?,
+            "sqlite" => scenario::sqlite(config, &mut report).await?,
+            "postgres" => scenario::postgres(config, &mut report).await?,
+            _ => unreachable!("parsed above"),
+        }
+        let mut line = String::new();
+        let _ = write!(line, "{backend} measured in {:.1?}", started.elapsed());
+        Report::progress(&line);
+    }
+    Ok(report)
+}

@@ -1,0 +1,479 @@
+//! What is measured on each backend, and the floors it is judged against.
+
+use std::time::Duration;
+
+use snap_es::memory::{InMemoryEventStore, InMemorySnapshotStore};
+use snap_es::postgres::{PostgresDatabase, PostgresOptions};
+use snap_es::sqlite::{Blocking, SqliteOptions};
+use snap_es::{AggregateRoot, EventStore, Snapshot, SnapshotStore};
+use uuid::Uuid;
+
+use crate::Config;
+use crate::aggregate::{BenchAccount, events, sample_state};
+use crate::measure::Samples;
+use crate::report::{Report, Row, Target};
+
+/// Events per append while seeding a long stream.
+const SEED_BATCH: u64 = 1_000;
+/// Events after the snapshot in the worst case of `Threshold(100)`.
+const TRAILING: u64 = 99;
+/// Rounds that alternate the floor and the store, so drift hits both alike.
+const ROUNDS: usize = 10;
+
+/// A bare primary-key SELECT of a snapshot row on a dedicated connection: the floor.
+enum Floor {
+    Sqlite(rusqlite::Connection),
+    Postgres(sqlx::PgConnection, String),
+}
+
+impl Floor {
+    async fn get(&mut self, id: Uuid) -> Result<i64, String> {
+        match self {
+            Self::Sqlite(connection) => {
+                let mut statement = connection
+                    .prepare_cached(
+                        "SELECT version, schema_version, state, created_at FROM snapshots
+                         WHERE aggregate_type = ?1 AND aggregate_id = ?2
+                         ORDER BY version DESC LIMIT 1",
+                    )
+                    .map_err(|e| e.to_string())?;
+                let (version, _, _, _) = statement
+                    .query_row(
+                        rusqlite::params!["BenchAccount", id.hyphenated().to_string()],
+                        |row| {
+                            Ok((
+                                row.get::<_, i64>(0)?,
+                                row.get::<_, i64>(1)?,
+                                row.get::<_, String>(2)?,
+                                row.get::<_, i64>(3)?,
+                            ))
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+                Ok(version)
+            }
+            Self::Postgres(connection, sql) => {
+                let (version, _, _, _): (
+                    i64,
+                    i64,
+                    serde_json::Value,
+                    sqlx::types::time::OffsetDateTime,
+                ) = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind("BenchAccount")
+                    .bind(id)
+                    .fetch_one(&mut *connection)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(version)
+            }
+        }
+    }
+}
+
+/// The targets of one backend (DESIGN.md section 9).
+struct Targets {
+    get_snapshot: Target,
+    trailing: Target,
+    full_replay: Target,
+}
+
+/// The aggregates a run reads.
+struct Fixture {
+    /// Aggregates with a snapshot at version 10, read in turn by the `get_snapshot` rows.
+    snapshot_ids: Vec<Uuid>,
+    /// A stream of `long_stream()` events and no snapshot.
+    replay_id: Uuid,
+    /// A stream of `long_stream() - 1` events with a snapshot 99 events before the head.
+    trailing_id: Uuid,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+async fn seed<S: SnapshotStore, E: EventStore>(
+    config: &Config,
+    snapshots: &S,
+    event_store: &E,
+) -> Result<Fixture, String> {
+    let count = if config.quick { 100 } else { 1_000 };
+    let mut snapshot_ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = Uuid::new_v4();
+        let snapshot = Snapshot::new(id, "BenchAccount", 10, sample_state(), 1);
+        snapshots.save_snapshot(&snapshot).await.map_err(err)?;
+        snapshot_ids.push(id);
+    }
+    let long = config.long_stream();
+    let replay_id = Uuid::new_v4();
+    append_stream(event_store, replay_id, long).await?;
+    let trailing_id = Uuid::new_v4();
+    let head = long - 1;
+    append_stream(event_store, trailing_id, head).await?;
+    // The snapshot holds the real state at its version, so the trailing load can be checked.
+    let at = head - TRAILING;
+    let mut root = AggregateRoot::<BenchAccount>::new(trailing_id);
+    for event in event_store
+        .load(trailing_id, "BenchAccount", 0, Some(at))
+        .await
+        .map_err(err)?
+    {
+        root.apply_recorded(&event).map_err(err)?;
+    }
+    snapshots
+        .save_snapshot(&root.to_snapshot().map_err(err)?)
+        .await
+        .map_err(err)?;
+    Ok(Fixture {
+        snapshot_ids,
+        replay_id,
+        trailing_id,
+    })
+}
+
+async fn append_stream<E: EventStore>(store: &E, id: Uuid, count: u64) -> Result<(), String> {
+    let mut version = 0;
+    while version < count {
+        let batch = SEED_BATCH.min(count - version);
+        version = store
+            .append(id, "BenchAccount", version, events(version + 1, batch))
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A load through the snapshot: get it, restore, replay the events after it.
+async fn load_through_snapshot<S: SnapshotStore, E: EventStore>(
+    snapshots: &S,
+    event_store: &E,
+    id: Uuid,
+) -> Result<AggregateRoot<BenchAccount>, String> {
+    let snapshot = snapshots
+        .get_snapshot(id, "BenchAccount")
+        .await
+        .map_err(err)?
+        .ok_or("the trailing stream has no snapshot")?;
+    let mut root = AggregateRoot::<BenchAccount>::from_snapshot(&snapshot).map_err(err)?;
+    for event in event_store
+        .load(id, "BenchAccount", snapshot.version, None)
+        .await
+        .map_err(err)?
+    {
+        root.apply_recorded(&event).map_err(err)?;
+    }
+    Ok(root)
+}
+
+async fn full_replay<E: EventStore>(
+    event_store: &E,
+    id: Uuid,
+) -> Result<AggregateRoot<BenchAccount>, String> {
+    let mut root = AggregateRoot::<BenchAccount>::new(id);
+    for event in event_store
+        .load(id, "BenchAccount", 0, None)
+        .await
+        .map_err(err)?
+    {
+        root.apply_recorded(&event).map_err(err)?;
+    }
+    Ok(root)
+}
+
+/// Times `get_snapshot` through the store, interleaved with the floor when there is one.
+async fn get_snapshot_rows<S: SnapshotStore>(
+    config: &Config,
+    snapshots: &S,
+    ids: &[Uuid],
+    mut floor: Option<&mut Floor>,
+) -> Result<(Samples, Samples), String> {
+    let (mut floor_samples, mut store_samples) = (Samples::default(), Samples::default());
+    let probe = std::time::Instant::now();
+    snapshots
+        .get_snapshot(ids[0], "BenchAccount")
+        .await
+        .map_err(err)?;
+    let per_round = config.samples(probe.elapsed()).div_ceil(ROUNDS);
+    let mut next = ids.iter().cycle();
+    for _ in 0..ROUNDS {
+        if let Some(floor) = floor.as_deref_mut() {
+            for _ in 0..per_round {
+                let id = *next.next().ok_or("no ids")?;
+                let version = floor_samples.time(floor.get(id)).await?;
+                assert_eq!(version, 10, "the floor reads the seeded row");
+            }
+        }
+        for _ in 0..per_round {
+            let id = *next.next().ok_or("no ids")?;
+            let found = store_samples
+                .time(snapshots.get_snapshot(id, "BenchAccount"))
+                .await
+                .map_err(err)?;
+            assert_eq!(
+                found.map(|s| s.version),
+                Some(10),
+                "the store reads the seeded row"
+            );
+        }
+    }
+    Ok((floor_samples, store_samples))
+}
+
+/// The rows every backend reports.
+async fn stores<S: SnapshotStore, E: EventStore>(
+    backend: &'static str,
+    config: &Config,
+    report: &mut Report,
+    (snapshots, event_store): (&S, &E),
+    mut floor: Option<(&'static str, &mut Floor)>,
+    targets: &Targets,
+) -> Result<(), String> {
+    Report::progress(&format!("{backend}: seeding"));
+    let fixture = seed(config, snapshots, event_store).await?;
+    let long = config.long_stream();
+
+    let floor_name = floor.as_ref().map(|(name, _)| *name);
+    let (floor_samples, store_samples) = get_snapshot_rows(
+        config,
+        snapshots,
+        &fixture.snapshot_ids,
+        floor.as_mut().map(|(_, f)| &mut **f),
+    )
+    .await?;
+    let floor_median = floor_samples.median();
+    if let Some(name) = floor_name {
+        report.add(Row::new(backend, format!("floor: {name}"), &floor_samples));
+    }
+    let with_floor = |row: Row| match floor_name {
+        Some(name) => row.against(name, floor_median),
+        None => row,
+    };
+    report.add(
+        with_floor(Row::new(backend, "get_snapshot", &store_samples)).target(targets.get_snapshot),
+    );
+
+    // Correctness first: the snapshot load must equal the full replay of the same stream.
+    let through = load_through_snapshot(snapshots, event_store, fixture.trailing_id).await?;
+    let replayed = full_replay(event_store, fixture.trailing_id).await?;
+    if through.state() != replayed.state() || through.version() != replayed.version() {
+        return Err(format!(
+            "{backend}: a snapshot load differs from the full replay"
+        ));
+    }
+    let mut trailing = Samples::default();
+    let probe = std::time::Instant::now();
+    load_through_snapshot(snapshots, event_store, fixture.trailing_id).await?;
+    for _ in 0..config.samples(probe.elapsed()) {
+        trailing
+            .time(load_through_snapshot(
+                snapshots,
+                event_store,
+                fixture.trailing_id,
+            ))
+            .await?;
+    }
+    report.add(
+        with_floor(Row::new(
+            backend,
+            format!("load {}: snapshot + {TRAILING} events", long - 1),
+            &trailing,
+        ))
+        .target(targets.trailing),
+    );
+
+    let mut replay = Samples::default();
+    let probe = std::time::Instant::now();
+    full_replay(event_store, fixture.replay_id).await?;
+    for _ in 0..config
+        .samples(probe.elapsed())
+        .min(if config.quick { 5 } else { 15 })
+    {
+        let root = replay
+            .time(full_replay(event_store, fixture.replay_id))
+            .await?;
+        assert_eq!(root.version(), long, "the replay applies every event");
+    }
+    report.add(
+        Row::new(backend, format!("full replay of {long} events"), &replay)
+            .target(targets.full_replay),
+    );
+
+    // The store's share of the replay: read and decode, no apply.
+    let mut read = Samples::default();
+    for _ in 0..replay.len() {
+        let events = read
+            .time(event_store.load(fixture.replay_id, "BenchAccount", 0, None))
+            .await
+            .map_err(err)?;
+        assert_eq!(events.len() as u64, long, "the load reads every event");
+    }
+    report.add(Row::new(
+        backend,
+        format!("read {long} events, no apply"),
+        &read,
+    ));
+
+    let mut append = Samples::default();
+    for _ in 0..if config.quick { 5 } else { 200 } {
+        let version = append
+            .time(event_store.append(Uuid::new_v4(), "BenchAccount", 0, events(1, 100)))
+            .await
+            .map_err(err)?;
+        assert_eq!(version, 100, "one call appends all 100");
+    }
+    report.add(with_floor(Row::new(
+        backend,
+        "append 100 events in one call",
+        &append,
+    )));
+    Ok(())
+}
+
+pub(crate) async fn memory(config: &Config, report: &mut Report) -> Result<(), String> {
+    let targets = Targets {
+        get_snapshot: Target::None,
+        trailing: Target::None,
+        full_replay: Target::None,
+    };
+    let stores_ = (&InMemorySnapshotStore::new(), &InMemoryEventStore::new());
+    stores("memory", config, report, stores_, None, &targets).await
+}
+
+pub(crate) async fn sqlite(config: &Config, report: &mut Report) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("snap-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let path = dir.join("bench.db");
+    let database = SqliteOptions::file(&path).open().await.map_err(err)?;
+    let mut floor = Floor::Sqlite(rusqlite::Connection::open(&path).map_err(err)?);
+    let targets = Targets {
+        get_snapshot: Target::WithinFloor(1.5),
+        trailing: Target::Under(Duration::from_micros(250)),
+        full_replay: Target::Under(Duration::from_millis(150)),
+    };
+    let result = stores(
+        "sqlite",
+        config,
+        report,
+        (&database.snapshot_store(), &database.event_store()),
+        Some(("rusqlite PK SELECT", &mut floor)),
+        &targets,
+    )
+    .await;
+
+    // The same read with a thread hop on every call, for scale: what `block_in_place` saves.
+    if result.is_ok() {
+        let hopping = SqliteOptions::file(&path)
+            .blocking(Blocking::SpawnBlocking)
+            .open()
+            .await
+            .map_err(err)?;
+        let ids: Vec<Uuid> = {
+            let Floor::Sqlite(connection) = &floor else {
+                unreachable!()
+            };
+            let mut statement = connection
+                .prepare("SELECT aggregate_id FROM snapshots WHERE version = 10 LIMIT 100")
+                .map_err(err)?;
+            statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(err)?
+                .filter_map(|id| id.ok().and_then(|id| Uuid::parse_str(&id).ok()))
+                .collect()
+        };
+        let (floor_samples, hop_samples) =
+            get_snapshot_rows(config, &hopping.snapshot_store(), &ids, Some(&mut floor)).await?;
+        report.add(
+            Row::new(
+                "sqlite",
+                "get_snapshot, spawn_blocking on every call",
+                &hop_samples,
+            )
+            .against("rusqlite PK SELECT", floor_samples.median()),
+        );
+        hopping.close();
+    }
+    database.close();
+    drop(floor);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+pub(crate) async fn postgres(config: &Config, report: &mut Report) -> Result<(), String> {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let mut admin = match <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+        Ok(connection) => connection,
+        Err(e) if std::env::var("SNAP_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
+            return Err(format!("PostgreSQL at {url} is unreachable: {e}"));
+        }
+        Err(e) => {
+            Report::progress(&format!("SKIPPED postgres: {url} is unreachable: {e}"));
+            return Ok(());
+        }
+    };
+    sqlx::query("DROP SCHEMA IF EXISTS snap_bench CASCADE")
+        .execute(&mut admin)
+        .await
+        .map_err(err)?;
+    let database: PostgresDatabase = PostgresOptions::new(&url)
+        .schema("snap_bench")
+        .application_name("snap-bench")
+        .connect()
+        .await
+        .map_err(err)?;
+    let mut floor = Floor::Postgres(
+        admin,
+        "SELECT version, schema_version, state, created_at FROM snap_bench.snapshots
+         WHERE aggregate_type = $1 AND aggregate_id = $2"
+            .to_owned(),
+    );
+    let targets = Targets {
+        get_snapshot: Target::WithinFloor(1.3),
+        trailing: Target::WithinFloor(2.5),
+        full_replay: Target::Under(Duration::from_millis(200)),
+    };
+    let result = stores(
+        "postgres",
+        config,
+        report,
+        (&database.snapshot_store(), &database.event_store()),
+        Some(("PostgreSQL PK SELECT", &mut floor)),
+        &targets,
+    )
+    .await;
+    // The floor's query through the store's pool: what acquiring a pooled connection costs.
+    if result.is_ok() {
+        let Floor::Postgres(_, sql) = &floor else {
+            unreachable!()
+        };
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT aggregate_id FROM snap_bench.snapshots WHERE version = 10 LIMIT 100",
+        )
+        .fetch_all(database.pool())
+        .await
+        .map_err(err)?;
+        let mut pooled = Samples::default();
+        for id in ids
+            .iter()
+            .cycle()
+            .take(config.samples(Duration::from_micros(150)))
+        {
+            pooled
+                .time(
+                    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .bind("BenchAccount")
+                        .bind(id)
+                        .fetch_one(database.pool()),
+                )
+                .await
+                .map_err(err)?;
+        }
+        report.add(Row::new(
+            "postgres",
+            "the floor's SELECT through the pool",
+            &pooled,
+        ));
+    }
+    database.close().await;
+    result
+}
