@@ -2,6 +2,7 @@
 //! id, version and uncommitted events ([`AggregateRoot`]).
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -81,6 +82,8 @@ pub struct AggregateRoot<A: Aggregate> {
     version: u64,
     state: A,
     uncommitted: Vec<A::Event>,
+    snapshot_version: u64,
+    last_replay: Option<(u64, Duration)>,
 }
 
 impl<A: Aggregate> AggregateRoot<A> {
@@ -96,6 +99,8 @@ impl<A: Aggregate> AggregateRoot<A> {
             version,
             state,
             uncommitted: Vec::new(),
+            snapshot_version: 0,
+            last_replay: None,
         }
     }
 
@@ -114,11 +119,31 @@ impl<A: Aggregate> AggregateRoot<A> {
             ));
         }
         let state = A::deserialize(&snapshot.state).map_err(|e| fail(e.into()))?;
-        Ok(Self::restore(
-            snapshot.aggregate_id,
-            snapshot.version,
-            state,
-        ))
+        let mut root = Self::restore(snapshot.aggregate_id, snapshot.version, state);
+        root.snapshot_version = snapshot.version;
+        Ok(root)
+    }
+
+    /// The version of the latest snapshot this handle knows of: the one it was restored from,
+    /// or the last one written or scheduled for it since; 0 if none. Strategies use it to
+    /// count the events a load would replay.
+    pub fn snapshot_version(&self) -> u64 {
+        self.snapshot_version
+    }
+
+    /// Records that a snapshot at `version` was written or scheduled for this aggregate.
+    pub fn note_snapshot(&mut self, version: u64) {
+        self.snapshot_version = self.snapshot_version.max(version);
+    }
+
+    /// What the load that produced this handle spent replaying: events applied and time.
+    pub fn last_replay(&self) -> Option<(u64, Duration)> {
+        self.last_replay
+    }
+
+    /// Records what the load that produced this handle spent replaying.
+    pub fn note_replay(&mut self, events: u64, duration: Duration) {
+        self.last_replay = Some((events, duration));
     }
 
     /// The aggregate's id.
@@ -240,6 +265,8 @@ impl<A: Aggregate + Clone> Clone for AggregateRoot<A> {
             version: self.version,
             state: self.state.clone(),
             uncommitted: self.uncommitted.clone(),
+            snapshot_version: self.snapshot_version,
+            last_replay: self.last_replay,
         }
     }
 }

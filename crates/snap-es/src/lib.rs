@@ -17,12 +17,11 @@
 //!
 //! # Example
 //!
-//! Append events, snapshot the aggregate, and load it back from the snapshot plus the events
-//! after it:
+//! An [`AggregateRepository`] saves an aggregate's events, snapshots it every 100 events
+//! ([`Threshold`]), and loads it from the latest snapshot plus the events after it:
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
-//! use snap_es::memory::{InMemoryEventStore, InMemorySnapshotStore};
 //! use snap_es::prelude::*;
 //!
 //! #[derive(Default, Serialize, Deserialize)]
@@ -39,24 +38,22 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let events = InMemoryEventStore::new();
-//! let snapshots = InMemorySnapshotStore::new();
+//! let repo = AggregateRepository::<Counter>::builder(InMemoryEventStore::new())
+//!     .snapshot_store(InMemorySnapshotStore::new())
+//!     .strategy(Threshold(100))
+//!     .mode(SnapshotMode::Sync)
+//!     .build()?;
+//!
 //! let id = Uuid::new_v4();
-//!
-//! // Record 150 events and commit them in one append.
-//! let mut counter = AggregateRoot::<Counter>::new(id);
-//! for n in 1..=150 { counter.record(CounterEvent::Added(n)); }
-//! events.append(id, Counter::TYPE, 0, counter.uncommitted_as_new_events()?).await?;
-//! counter.mark_committed();
-//! snapshots.save_snapshot(&counter.to_snapshot()?).await?;
-//!
-//! // Load: the snapshot, then only the events after it (none yet).
-//! let snapshot = snapshots.get_snapshot(id, Counter::TYPE).await?.expect("saved above");
-//! let mut loaded = AggregateRoot::<Counter>::from_snapshot(&snapshot)?;
-//! for event in events.load(id, Counter::TYPE, loaded.version(), None).await? {
-//!     loaded.apply_recorded(&event)?;
+//! let mut counter = repo.create_new(id);
+//! for n in 1..=250 {
+//!     counter.record(CounterEvent::Added(n));
+//!     repo.save(&mut counter).await?; // snapshots at 100 and 200
 //! }
-//! assert_eq!((loaded.version(), loaded.state().total), (150, 150 * 151 / 2));
+//!
+//! let loaded = repo.load(id).await?; // the snapshot at 200, then 50 events
+//! assert_eq!((loaded.version(), loaded.state().total), (250, 250 * 251 / 2));
+//! assert_eq!(repo.stats().events_replayed, 50);
 //! # Ok(()) }
 //! ```
 //!
@@ -65,6 +62,10 @@
 
 #[doc(inline)]
 pub use snap_core::*;
+#[doc(inline)]
+pub use snap_repo::*;
+#[doc(inline)]
+pub use snap_strategy::*;
 
 /// In-memory stores: for tests, prototypes and single-process tools.
 #[cfg(feature = "memory")]
@@ -100,8 +101,8 @@ pub mod postgres {
 pub mod prelude {
     #[doc(no_inline)]
     pub use snap_core::{
-        Aggregate, AggregateRoot, EventStore, EventStoreError, NewEvent, RecordedEvent, Snapshot,
-        SnapshotError, SnapshotStore,
+        Aggregate, AggregateRoot, EventStore, EventStoreError, MigrationChain, NewEvent,
+        RecordedEvent, Snapshot, SnapshotError, SnapshotMigration, SnapshotStore,
     };
     #[cfg(feature = "memory")]
     #[doc(no_inline)]
@@ -109,9 +110,16 @@ pub mod prelude {
     #[cfg(feature = "postgres")]
     #[doc(no_inline)]
     pub use snap_postgres::{PostgresDatabase, PostgresEventStore, PostgresSnapshotStore};
+    #[doc(no_inline)]
+    pub use snap_repo::{AggregateRepository, RepositoryError, RepositoryStats};
     #[cfg(feature = "sqlite")]
     #[doc(no_inline)]
     pub use snap_sqlite::{SqliteDatabase, SqliteEventStore, SqliteSnapshotStore};
+    #[doc(no_inline)]
+    pub use snap_strategy::{
+        Hybrid, Never, ReplayBudget, SnapshotMode, SnapshotStrategy, Threshold,
+        create_snapshot_strategy,
+    };
     #[doc(no_inline)]
     pub use uuid::Uuid;
 }

@@ -1,7 +1,7 @@
 //! The in-memory stores run the whole snap-testkit conformance suite.
 
 use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
-use snap_testkit::{EventStoreHarness, SnapshotStoreHarness};
+use snap_testkit::{EventStoreHarness, RepositoryHarness, SnapshotStoreHarness};
 
 struct Memory;
 
@@ -21,5 +21,18 @@ impl EventStoreHarness for Memory {
     }
 }
 
+impl RepositoryHarness for Memory {
+    type Events = InMemoryEventStore;
+    type Snapshots = InMemorySnapshotStore;
+
+    async fn open(&self, keep_history: usize) -> (InMemoryEventStore, InMemorySnapshotStore) {
+        (
+            InMemoryEventStore::new(),
+            InMemorySnapshotStore::new().keep_history(keep_history),
+        )
+    }
+}
+
 snap_testkit::snapshot_store_conformance!(Memory);
+snap_testkit::repository_conformance!(Memory);
 snap_testkit::event_store_conformance!(Memory);

@@ -7,3 +7,4 @@ use support::PgHarness;
 
 snap_testkit::snapshot_store_conformance!(PgHarness::new());
 snap_testkit::event_store_conformance!(PgHarness::new());
+snap_testkit::repository_conformance!(PgHarness::new());

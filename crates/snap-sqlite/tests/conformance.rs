@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use snap_sqlite::{Blocking, SqliteEventStore, SqliteOptions, SqliteSnapshotStore};
-use snap_testkit::{EventStoreHarness, SnapshotStoreHarness};
+use snap_testkit::{EventStoreHarness, RepositoryHarness, SnapshotStoreHarness};
 
 /// Opens a fresh database per store: a new file in a per-test directory, removed on drop, or a
 /// new in-memory database.
@@ -70,16 +70,32 @@ impl EventStoreHarness for Harness {
     }
 }
 
+impl RepositoryHarness for Harness {
+    type Events = SqliteEventStore;
+    type Snapshots = SqliteSnapshotStore;
+
+    /// Both stores on one fresh database, as an application would use them.
+    async fn open(&self, keep_history: usize) -> (SqliteEventStore, SqliteSnapshotStore) {
+        let database = self.database().await;
+        (
+            database.event_store(),
+            database.snapshot_store().keep_history(keep_history),
+        )
+    }
+}
+
 mod file {
     use super::*;
     snap_testkit::snapshot_store_conformance!(Harness::file(Blocking::Auto));
     snap_testkit::event_store_conformance!(Harness::file(Blocking::Auto));
+    snap_testkit::repository_conformance!(Harness::file(Blocking::Auto));
 }
 
 mod in_memory {
     use super::*;
     snap_testkit::snapshot_store_conformance!(Harness::memory());
     snap_testkit::event_store_conformance!(Harness::memory());
+    snap_testkit::repository_conformance!(Harness::memory());
 }
 
 mod spawn_blocking {

@@ -46,11 +46,16 @@ use std::future::Future;
 
 use snap_core::{EventStore, SnapshotStore};
 
+pub mod accounts;
 pub mod event_store;
+pub mod faults;
 pub mod fixtures;
+mod invariant;
 mod model;
+pub mod repository;
 pub mod snapshot_store;
 
+pub use invariant::repository_matches_full_replay;
 pub use model::{event_store_matches_model, snapshot_store_matches_model};
 
 /// Opens fresh snapshot stores for the conformance suite.
@@ -76,6 +81,27 @@ pub trait EventStoreHarness: Send + Sync {
 
     /// An empty store that no other test sees.
     fn open(&self) -> impl Future<Output = Self::Store> + Send;
+
+    /// Why the backend cannot be tested here, or `None`; see
+    /// [`SnapshotStoreHarness::unavailable`].
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Opens fresh pairs of stores for the repository cases.
+pub trait RepositoryHarness: Send + Sync {
+    /// The event store under test.
+    type Events: EventStore;
+    /// The snapshot store under test.
+    type Snapshots: SnapshotStore;
+
+    /// An empty event store and an empty snapshot store keeping `keep_history` snapshots per
+    /// aggregate, seen by no other test.
+    fn open(
+        &self,
+        keep_history: usize,
+    ) -> impl Future<Output = (Self::Events, Self::Snapshots)> + Send;
 
     /// Why the backend cannot be tested here, or `None`; see
     /// [`SnapshotStoreHarness::unavailable`].
@@ -156,6 +182,49 @@ macro_rules! snapshot_store_conformance {
         #[test]
         fn snapshot_store_matches_model() {
             $crate::snapshot_store_matches_model(&$harness);
+        }
+    };
+}
+
+/// Expands to one `#[test]` per repository case, plus the property test of the repository's
+/// promise. The argument is an expression that builds a [`RepositoryHarness`].
+#[macro_export]
+macro_rules! repository_conformance {
+    ($harness:expr) => {
+        $crate::__async_cases!(repository, RepositoryHarness, $harness;
+            corrupt_snapshot_falls_back_to_replay,
+            snapshot_store_outage_falls_back_to_replay,
+            failing_snapshot_write_keeps_the_save,
+            missing_aggregate_is_not_found,
+            snapshot_ahead_of_the_stream_is_ignored,
+            archived_history_is_an_error,
+            invalid_configuration_is_refused,
+            migrated_snapshot_is_used,
+            current_schema_needs_no_migration,
+            incomplete_path_replays_then_snapshots_at_current_schema,
+            newer_snapshot_schema_is_never_downgraded,
+            failing_migration_replays,
+            undeserialisable_state_replays,
+            load_reads_only_events_after_the_snapshot,
+            threshold_snapshots_at_multiples,
+            one_big_save_snapshots_once,
+            crossing_a_boundary_snapshots_at_the_new_version,
+            empty_save_writes_nothing,
+            manual_mode_and_create_snapshot,
+            conflict_writes_nothing,
+            load_at_gives_historical_state,
+            discarded_aggregate_is_not_found,
+            background_save_does_not_wait_for_the_write,
+            await_pending_waits_for_every_aggregate,
+            background_failures_are_counted_not_returned,
+            background_captures_state_when_scheduled,
+            background_coalesces_rapid_saves,
+            shutdown_and_drop_with_pending_writes,
+        );
+
+        #[test]
+        fn repository_matches_full_replay() {
+            $crate::repository_matches_full_replay(&$harness);
         }
     };
 }

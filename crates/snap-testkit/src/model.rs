@@ -20,7 +20,7 @@ fn aggregate_id(index: usize) -> Uuid {
     Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0000 + index as u128)
 }
 
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     let cases = std::env::var("SNAP_PROPTEST_CASES").map_or(64, |v| {
         v.parse()
             .unwrap_or_else(|_| panic!("SNAP_PROPTEST_CASES must be a whole number, got {v:?}"))
@@ -32,7 +32,7 @@ fn config() -> Config {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

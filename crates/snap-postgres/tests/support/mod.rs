@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use snap_postgres::{PostgresDatabase, PostgresEventStore, PostgresOptions, PostgresSnapshotStore};
-use snap_testkit::{EventStoreHarness, SnapshotStoreHarness};
+use snap_testkit::{EventStoreHarness, RepositoryHarness, SnapshotStoreHarness};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use tokio::sync::OnceCell;
@@ -188,6 +188,24 @@ impl EventStoreHarness for PgHarness {
 
     async fn open(&self) -> PostgresEventStore {
         self.database().await.event_store()
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        self.unavailable.clone()
+    }
+}
+
+impl RepositoryHarness for PgHarness {
+    type Events = PostgresEventStore;
+    type Snapshots = PostgresSnapshotStore;
+
+    /// Both stores on one fresh schema, as an application would use them.
+    async fn open(&self, keep_history: usize) -> (PostgresEventStore, PostgresSnapshotStore) {
+        let database = self.database().await;
+        (
+            database.event_store(),
+            database.snapshot_store().keep_history(keep_history),
+        )
     }
 
     fn unavailable(&self) -> Option<String> {

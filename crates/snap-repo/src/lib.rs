@@ -1,0 +1,56 @@
+//! The aggregate repository of [snap-es](https://docs.rs/snap-es): loads through a snapshot
+//! with exactly the state of a full replay, saves with optimistic concurrency and a snapshot
+//! strategy.
+//!
+//! Applications use it through the `snap-es` facade.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use snap_core::Aggregate;
+//! use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
+//! use snap_repo::AggregateRepository;
+//! use snap_strategy::{SnapshotMode, Threshold};
+//! use uuid::Uuid;
+//!
+//! #[derive(Default, Serialize, Deserialize)]
+//! struct Counter { value: i64 }
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! enum CounterEvent { Added(i64) }
+//!
+//! impl Aggregate for Counter {
+//!     const TYPE: &'static str = "Counter";
+//!     type Event = CounterEvent;
+//!     fn apply(&mut self, event: &CounterEvent) {
+//!         match event { CounterEvent::Added(n) => self.value += n }
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let repo = AggregateRepository::<Counter>::builder(InMemoryEventStore::new())
+//!     .snapshot_store(InMemorySnapshotStore::new())
+//!     .strategy(Threshold(10))
+//!     .mode(SnapshotMode::Sync)
+//!     .build()?;
+//!
+//! let id = Uuid::new_v4();
+//! let mut counter = repo.create_new(id);
+//! for n in 1..=25 {
+//!     counter.record(CounterEvent::Added(n));
+//!     repo.save(&mut counter).await?;
+//! }
+//! let loaded = repo.load(id).await?; // the snapshot at 20, then events 21..=25
+//! assert_eq!((loaded.version(), loaded.state().value), (25, 325));
+//! assert_eq!(repo.stats().snapshot_hits, 1);
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod repository;
+mod stats;
+
+pub use error::{BuildError, RepositoryError};
+pub use repository::{AggregateRepository, RepositoryBuilder};
+pub use stats::{FallbackReason, FallbackStats, RepositoryStats};

@@ -1,0 +1,578 @@
+//! The aggregate repository: load through a snapshot, save with a strategy.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Instant;
+
+use snap_core::{
+    Aggregate, AggregateRoot, DynEventStore, DynSnapshotStore, EventStore, MigrationChain,
+    MigrationError, Snapshot, SnapshotError, SnapshotStore,
+};
+use snap_strategy::{
+    BackgroundConfig, BackgroundSnapshotter, ReplayCost, Scheduled, SnapshotContext, SnapshotMode,
+    SnapshotPolicy, SnapshotStrategy, Threshold,
+};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::error::{BuildError, RepositoryError};
+use crate::stats::{Counters, FallbackReason, RepositoryStats};
+
+/// Loads and saves aggregates of type `A` through an event store `E`, with snapshots.
+///
+/// - [`load`](Self::load) reads the latest snapshot, restores it (migrating its schema if a
+///   path exists) and replays only the later events. A missing, corrupt, unreadable,
+///   schema-incompatible or out-of-range snapshot is never an error: the load replays the
+///   whole stream instead, logs a warning and counts the reason in [`stats`](Self::stats).
+///   Either way the state is exactly the state of a full replay.
+/// - [`save`](Self::save) appends the uncommitted events with the version they were built on
+///   (optimistic concurrency), then asks the strategy whether to snapshot and writes the
+///   snapshot as the mode says. A snapshot failure after the events committed is logged and
+///   counted; the save still succeeds, because the events are the source of truth.
+///
+/// Clones share the stores, the background writer and the counters.
+pub struct AggregateRepository<A: Aggregate, E: EventStore = Arc<DynEventStore>> {
+    inner: Arc<Inner<A, E>>,
+}
+
+struct Inner<A, E> {
+    events: E,
+    snapshots: Option<Arc<DynSnapshotStore>>,
+    strategy: Arc<dyn SnapshotStrategy>,
+    mode: SnapshotMode,
+    chain: MigrationChain,
+    background: Option<BackgroundSnapshotter>,
+    counters: Counters,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate, E: EventStore> Clone for AggregateRepository<A, E> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<A: Aggregate, E: EventStore> fmt::Debug for AggregateRepository<A, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AggregateRepository")
+            .field("aggregate_type", &A::TYPE)
+            .field("events", &self.inner.events)
+            .field("snapshots", &self.inner.snapshots)
+            .field("strategy", &self.inner.strategy)
+            .field("mode", &self.inner.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`AggregateRepository`]; see [`AggregateRepository::builder`].
+pub struct RepositoryBuilder<A: Aggregate, E: EventStore> {
+    events: E,
+    snapshots: Option<Arc<DynSnapshotStore>>,
+    strategy: Option<Arc<dyn SnapshotStrategy>>,
+    mode: SnapshotMode,
+    chain: Option<MigrationChain>,
+    background: BackgroundConfig,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate, E: EventStore> fmt::Debug for RepositoryBuilder<A, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RepositoryBuilder")
+            .field("aggregate_type", &A::TYPE)
+            .field("snapshots", &self.snapshots)
+            .field("strategy", &self.strategy)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Aggregate, E: EventStore> RepositoryBuilder<A, E> {
+    /// The snapshot store. Without one, every load is a full replay.
+    #[must_use]
+    pub fn snapshot_store(mut self, store: impl SnapshotStore) -> Self {
+        self.snapshots = Some(Arc::new(store));
+        self
+    }
+
+    /// When to snapshot. Default: `Threshold(100)`.
+    #[must_use]
+    pub fn strategy(mut self, strategy: impl SnapshotStrategy) -> Self {
+        self.strategy = Some(Arc::new(strategy));
+        self
+    }
+
+    /// How to snapshot. Default: [`SnapshotMode::Sync`].
+    #[must_use]
+    pub fn mode(mut self, mode: SnapshotMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// When and how at once, e.g. from [`create_snapshot_strategy`](snap_strategy::create_snapshot_strategy).
+    #[must_use]
+    pub fn policy(mut self, policy: SnapshotPolicy) -> Self {
+        let (strategy, mode) = policy.into_parts();
+        self.strategy = Some(strategy);
+        self.mode = mode;
+        self
+    }
+
+    /// The schema migrations of snapshot state; the chain must end at `A::SCHEMA_VERSION`.
+    #[must_use]
+    pub fn migrations(mut self, chain: MigrationChain) -> Self {
+        self.chain = Some(chain);
+        self
+    }
+
+    /// Queue and concurrency limits of the background writer.
+    #[must_use]
+    pub fn background(mut self, config: BackgroundConfig) -> Self {
+        self.background = config;
+        self
+    }
+
+    /// Checks the settings and builds the repository.
+    pub fn build(self) -> Result<AggregateRepository<A, E>, BuildError> {
+        if A::SCHEMA_VERSION == 0 {
+            return Err(BuildError::SchemaVersionZero {
+                aggregate_type: A::TYPE,
+            });
+        }
+        let strategy = self.strategy.unwrap_or_else(|| Arc::new(Threshold(100)));
+        strategy.validate()?;
+        let chain = match self.chain {
+            Some(chain) if chain.current_version() != A::SCHEMA_VERSION => {
+                return Err(BuildError::ChainMismatch {
+                    aggregate_type: A::TYPE,
+                    chain: chain.current_version(),
+                    aggregate: A::SCHEMA_VERSION,
+                });
+            }
+            Some(chain) => chain,
+            None => MigrationChain::empty(A::SCHEMA_VERSION).map_err(|_| {
+                BuildError::SchemaVersionZero {
+                    aggregate_type: A::TYPE,
+                }
+            })?,
+        };
+        let background = self
+            .snapshots
+            .as_ref()
+            .map(|store| BackgroundSnapshotter::new(Arc::clone(store), self.background));
+        Ok(AggregateRepository {
+            inner: Arc::new(Inner {
+                events: self.events,
+                snapshots: self.snapshots,
+                strategy,
+                mode: self.mode,
+                chain,
+                background,
+                counters: Counters::default(),
+                aggregate: PhantomData,
+            }),
+        })
+    }
+}
+
+impl<A: Aggregate> AggregateRepository<A> {
+    /// Starts building a repository on `event_store` (any [`EventStore`], including
+    /// `Arc<dyn EventStore>`).
+    pub fn builder<E: EventStore>(event_store: E) -> RepositoryBuilder<A, E> {
+        RepositoryBuilder {
+            events: event_store,
+            snapshots: None,
+            strategy: None,
+            mode: SnapshotMode::Sync,
+            chain: None,
+            background: BackgroundConfig::default(),
+            aggregate: PhantomData,
+        }
+    }
+}
+
+/// Where a load started.
+struct Start<A: Aggregate> {
+    root: AggregateRoot<A>,
+    /// `None` for a snapshot hit, the reason for a full replay otherwise.
+    fallback: Option<FallbackReason>,
+}
+
+impl<A: Aggregate> Start<A> {
+    fn replay(id: Uuid, reason: FallbackReason) -> Self {
+        Self {
+            root: AggregateRoot::new(id),
+            fallback: Some(reason),
+        }
+    }
+}
+
+impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
+    /// A new aggregate at version 0, not stored until it is saved with events.
+    pub fn create_new(&self, id: Uuid) -> AggregateRoot<A> {
+        AggregateRoot::new(id)
+    }
+
+    /// The aggregate's current state: the latest snapshot plus the events after it, or a full
+    /// replay. [`RepositoryError::AggregateNotFound`] if it has no events or is discarded.
+    pub async fn load(&self, id: Uuid) -> Result<AggregateRoot<A>, RepositoryError> {
+        self.load_span(id, None).await
+    }
+
+    /// The aggregate as it was at `version`: the nearest retained snapshot at or below it plus
+    /// the events up to `version`. A version past the head gives the current state.
+    pub async fn load_at(
+        &self,
+        id: Uuid,
+        version: u64,
+    ) -> Result<AggregateRoot<A>, RepositoryError> {
+        self.load_span(id, Some(version)).await
+    }
+
+    async fn load_span(
+        &self,
+        id: Uuid,
+        at: Option<u64>,
+    ) -> Result<AggregateRoot<A>, RepositoryError> {
+        let span = tracing::info_span!(
+            "snap.repo.load",
+            aggregate_id = %id,
+            aggregate_type = A::TYPE,
+            at = at,
+            version = tracing::field::Empty,
+            snapshot_used = tracing::field::Empty,
+            fallback = tracing::field::Empty,
+            events_replayed = tracing::field::Empty,
+        );
+        self.load_inner(id, at).instrument(span).await
+    }
+
+    async fn load_inner(
+        &self,
+        id: Uuid,
+        at: Option<u64>,
+    ) -> Result<AggregateRoot<A>, RepositoryError> {
+        let mut start = self.start(id, at).await;
+        let started = Instant::now();
+        let mut events = self.events_after(id, start.root.version(), at).await?;
+        if start.fallback.is_none() && events.is_empty() {
+            // Nothing after the snapshot: make sure the stream really reaches it.
+            let head = self.inner.events.current_version(id, A::TYPE).await?;
+            if head < start.root.version() {
+                tracing::warn!(
+                    snapshot_version = start.root.version(),
+                    head,
+                    "snapshot is ahead of the event stream; replaying the stream"
+                );
+                start = Start::replay(id, FallbackReason::SnapshotAhead);
+                events = self.events_after(id, 0, at).await?;
+            }
+        }
+        let mut root = start.root;
+        for event in &events {
+            root.apply_recorded(event)?;
+        }
+        let replayed = events.len() as u64;
+        root.note_replay(replayed, started.elapsed());
+        if root.version() == 0 || root.state().is_discarded() {
+            return Err(RepositoryError::AggregateNotFound {
+                aggregate_id: id,
+                aggregate_type: A::TYPE.to_owned(),
+            });
+        }
+        self.inner.counters.load(A::TYPE, start.fallback, replayed);
+        let span = tracing::Span::current();
+        span.record("version", root.version());
+        span.record("snapshot_used", start.fallback.is_none());
+        span.record("events_replayed", replayed);
+        if let Some(reason) = start.fallback {
+            span.record("fallback", reason.as_str());
+        }
+        Ok(root)
+    }
+
+    async fn events_after(
+        &self,
+        id: Uuid,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<Vec<snap_core::RecordedEvent>, RepositoryError> {
+        Ok(self.inner.events.load(id, A::TYPE, from, to).await?)
+    }
+
+    /// Finds the snapshot to start from, or why there is none. Never fails.
+    async fn start(&self, id: Uuid, at: Option<u64>) -> Start<A> {
+        let Some(store) = &self.inner.snapshots else {
+            return Start::replay(id, FallbackReason::NoSnapshot);
+        };
+        let found = match at {
+            Some(version) => store.get_snapshot_at(id, A::TYPE, version).await,
+            None => store.get_snapshot(id, A::TYPE).await,
+        };
+        let snapshot = match found {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return Start::replay(id, FallbackReason::NoSnapshot),
+            Err(error @ SnapshotError::Deserialization { .. }) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "corrupt snapshot; replaying the stream"
+                );
+                return Start::replay(id, FallbackReason::CorruptSnapshot);
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "snapshot store failed; replaying the stream"
+                );
+                return Start::replay(id, FallbackReason::StoreError);
+            }
+        };
+        match self.restore(id, &snapshot) {
+            Ok(root) => Start {
+                root,
+                fallback: None,
+            },
+            Err(reason) => Start::replay(id, reason),
+        }
+    }
+
+    /// Restores a root from a snapshot, migrating its schema when a path exists.
+    fn restore(&self, id: Uuid, snapshot: &Snapshot) -> Result<AggregateRoot<A>, FallbackReason> {
+        if snapshot.aggregate_id != id || snapshot.aggregate_type != A::TYPE {
+            tracing::warn!(%snapshot, "snapshot of another aggregate; replaying the stream");
+            return Err(FallbackReason::RestoreFailure);
+        }
+        let migrated = snapshot.schema_version != A::SCHEMA_VERSION;
+        let state = match self
+            .inner
+            .chain
+            .migrate(snapshot.state.clone(), snapshot.schema_version)
+        {
+            Ok(state) => state,
+            Err(error @ (MigrationError::Newer { .. } | MigrationError::NoPath { .. })) => {
+                tracing::warn!(%snapshot, error = &error as &dyn std::error::Error, "snapshot schema not usable; replaying the stream");
+                return Err(FallbackReason::SchemaMismatch);
+            }
+            Err(error) => {
+                tracing::warn!(%snapshot, error = &error as &dyn std::error::Error, "snapshot migration failed; replaying the stream");
+                return Err(FallbackReason::RestoreFailure);
+            }
+        };
+        let state: A = match serde_json::from_value(state) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%snapshot, error = &error as &dyn std::error::Error, "snapshot state does not fit the aggregate; replaying the stream");
+                return Err(FallbackReason::RestoreFailure);
+            }
+        };
+        let mut root = AggregateRoot::restore(snapshot.aggregate_id, snapshot.version, state);
+        if migrated {
+            self.inner.counters.migrated();
+            // Store the migrated state so the next load skips the migration. Best effort, in
+            // the background, and only where snapshots are written automatically.
+            if self.inner.mode != SnapshotMode::Manual
+                && let (Some(background), Ok(resaved)) =
+                    (&self.inner.background, root.to_snapshot())
+            {
+                background.schedule(resaved);
+            }
+        }
+        root.note_snapshot(snapshot.version);
+        Ok(root)
+    }
+
+    /// Appends the uncommitted events with the version they were built on, then snapshots
+    /// per the strategy and mode. Returns the new version. A root with nothing uncommitted is
+    /// left as is and nothing is written.
+    ///
+    /// On [`RepositoryError::Concurrency`] nothing was written and the root keeps its
+    /// uncommitted events: load the aggregate again and retry the command.
+    pub async fn save(&self, root: &mut AggregateRoot<A>) -> Result<u64, RepositoryError> {
+        let span = tracing::info_span!(
+            "snap.repo.save",
+            aggregate_id = %root.id(),
+            aggregate_type = A::TYPE,
+            expected_version = root.version(),
+            version = tracing::field::Empty,
+            events = root.uncommitted().len(),
+            snapshot = tracing::field::Empty,
+        );
+        self.save_inner(root).instrument(span).await
+    }
+
+    async fn save_inner(&self, root: &mut AggregateRoot<A>) -> Result<u64, RepositoryError> {
+        if root.uncommitted().is_empty() {
+            return Ok(root.version());
+        }
+        let id = root.id();
+        let events =
+            root.uncommitted_as_new_events()
+                .map_err(|source| RepositoryError::Serialization {
+                    aggregate_id: id,
+                    aggregate_type: A::TYPE.to_owned(),
+                    source,
+                })?;
+        let previous = root.version();
+        match self
+            .inner
+            .events
+            .append(id, A::TYPE, previous, events)
+            .await
+        {
+            Ok(_) => self.inner.counters.saved(A::TYPE),
+            Err(error) => {
+                let error = RepositoryError::from(error);
+                if matches!(error, RepositoryError::Concurrency { .. }) {
+                    self.inner.counters.conflict(A::TYPE);
+                }
+                return Err(error);
+            }
+        }
+        root.mark_committed();
+        let version = root.version();
+        tracing::Span::current().record("version", version);
+        self.after_commit(root, previous).await;
+        Ok(version)
+    }
+
+    /// Applies the strategy after a committed save. Never fails: snapshot problems are logged
+    /// and counted.
+    async fn after_commit(&self, root: &mut AggregateRoot<A>, previous: u64) {
+        let inner = &*self.inner;
+        let (Some(store), mode) = (&inner.snapshots, inner.mode) else {
+            return;
+        };
+        if mode == SnapshotMode::Manual {
+            return;
+        }
+        let ctx = SnapshotContext::new(root.id(), A::TYPE, previous, root.version())
+            .snapshot_version(root.snapshot_version())
+            .last_replay(
+                root.last_replay()
+                    .map(|(events, duration)| ReplayCost { events, duration }),
+            );
+        if !inner.strategy.should_snapshot(&ctx) {
+            return;
+        }
+        let snapshot = match root.to_snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                inner.counters.snapshot_failed(A::TYPE, mode.as_str());
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "cannot capture a snapshot; the save succeeded"
+                );
+                return;
+            }
+        };
+        let version = snapshot.version;
+        match mode {
+            SnapshotMode::Sync => match store.save_snapshot(&snapshot).await {
+                Ok(()) => {
+                    inner.counters.snapshot_written(A::TYPE, "sync");
+                    root.note_snapshot(version);
+                    tracing::Span::current().record("snapshot", "written");
+                }
+                Err(error) => {
+                    inner.counters.snapshot_failed(A::TYPE, "sync");
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "snapshot write failed; the save succeeded"
+                    );
+                    tracing::Span::current().record("snapshot", "failed");
+                }
+            },
+            SnapshotMode::Background => {
+                if let Some(background) = &inner.background
+                    && background.schedule(snapshot) != Scheduled::Dropped
+                {
+                    root.note_snapshot(version);
+                    tracing::Span::current().record("snapshot", "scheduled");
+                }
+            }
+            SnapshotMode::Manual => {}
+        }
+    }
+
+    /// Snapshots the root's committed state now, whatever the strategy, and returns the
+    /// snapshot. Errors are returned (unlike automatic snapshots): no snapshot store,
+    /// uncommitted events, or the store's failure.
+    pub async fn create_snapshot(
+        &self,
+        root: &AggregateRoot<A>,
+    ) -> Result<Snapshot, RepositoryError> {
+        let store = self
+            .inner
+            .snapshots
+            .as_ref()
+            .ok_or(RepositoryError::NoSnapshotStore)?;
+        let snapshot = root.to_snapshot()?;
+        store.save_snapshot(&snapshot).await?;
+        self.inner.counters.snapshot_written(A::TYPE, "manual");
+        Ok(snapshot)
+    }
+
+    /// Waits for the background snapshot writes queued so far; returns how many it waited
+    /// for (succeeded or failed). 0 without background writes.
+    pub async fn await_pending_snapshots(&self) -> usize {
+        match &self.inner.background {
+            Some(background) => background.await_pending().await,
+            None => 0,
+        }
+    }
+
+    /// Background snapshot writes queued or running.
+    pub fn pending_snapshot_count(&self) -> usize {
+        self.inner
+            .background
+            .as_ref()
+            .map_or(0, BackgroundSnapshotter::pending_count)
+    }
+
+    /// Refuses further background writes and waits for the queued ones; returns how many.
+    /// Dropping the last clone instead lets queued writes finish on the runtime.
+    pub async fn shutdown(&self) -> usize {
+        match &self.inner.background {
+            Some(background) => background.shutdown().await,
+            None => 0,
+        }
+    }
+
+    /// Whether the repository has a snapshot store.
+    pub fn has_snapshot_support(&self) -> bool {
+        self.inner.snapshots.is_some()
+    }
+
+    /// How snapshots are written.
+    pub fn snapshot_mode(&self) -> SnapshotMode {
+        self.inner.mode
+    }
+
+    /// When snapshots are taken.
+    pub fn strategy(&self) -> &Arc<dyn SnapshotStrategy> {
+        &self.inner.strategy
+    }
+
+    /// The event store.
+    pub fn event_store(&self) -> &E {
+        &self.inner.events
+    }
+
+    /// The snapshot store, if any.
+    pub fn snapshot_store(&self) -> Option<&Arc<DynSnapshotStore>> {
+        self.inner.snapshots.as_ref()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> RepositoryStats {
+        let background = self
+            .inner
+            .background
+            .as_ref()
+            .map(BackgroundSnapshotter::stats)
+            .unwrap_or_default();
+        self.inner.counters.snapshot(background)
+    }
+}

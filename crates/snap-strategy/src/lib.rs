@@ -1,0 +1,27 @@
+//! Snapshot strategies of [snap-es](https://docs.rs/snap-es): **when** to snapshot
+//! ([`SnapshotStrategy`]: [`Threshold`], [`Hybrid`], [`ReplayBudget`], [`Never`]) and **how**
+//! ([`SnapshotMode`]: sync, background, manual), kept apart so that any strategy runs in any
+//! mode. [`BackgroundSnapshotter`] is the writer behind the background mode.
+//!
+//! Applications use these through the `snap-es` facade and its repository.
+//!
+//! ```
+//! use snap_strategy::{SnapshotContext, SnapshotStrategy, Threshold};
+//! use uuid::Uuid;
+//!
+//! let every_100 = Threshold(100);
+//! // A save from version 95 to 215 crosses 100 and 200: one snapshot, at 215.
+//! let save = SnapshotContext::new(Uuid::new_v4(), "Account", 95, 215);
+//! assert!(every_100.should_snapshot(&save));
+//! ```
+
+mod background;
+mod mode;
+mod strategy;
+
+pub use background::{BackgroundConfig, BackgroundSnapshotter, BackgroundStats, Scheduled};
+pub use mode::{SnapshotMode, SnapshotPolicy, create_snapshot_strategy};
+pub use strategy::{
+    Hybrid, Never, ReplayBudget, ReplayCost, SnapshotContext, SnapshotStrategy, StrategyError,
+    Threshold,
+};

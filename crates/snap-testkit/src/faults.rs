@@ -1,0 +1,231 @@
+//! Store wrappers that fail, corrupt, stall or record on demand, for the repository cases.
+//! Wrap any backend's store; share the wrapper through an `Arc` to steer it from the test.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use snap_core::{
+    EventStore, EventStoreError, NewEvent, RecordedEvent, Snapshot, SnapshotError, SnapshotStore,
+    async_trait,
+};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// A snapshot store that fails, corrupts or stalls on demand, and records what it wrote.
+#[derive(Debug)]
+pub struct FaultySnapshotStore<S> {
+    inner: S,
+    fail_gets: AtomicBool,
+    corrupt_gets: AtomicBool,
+    fail_saves: AtomicBool,
+    open: watch::Sender<bool>,
+    written: Mutex<Vec<Snapshot>>,
+}
+
+impl<S: SnapshotStore> FaultySnapshotStore<S> {
+    /// A wrapper that behaves like `inner` until told otherwise.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            fail_gets: AtomicBool::new(false),
+            corrupt_gets: AtomicBool::new(false),
+            fail_saves: AtomicBool::new(false),
+            open: watch::Sender::new(true),
+            written: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Reads fail with a backend error (an outage).
+    pub fn fail_gets(&self, on: bool) {
+        self.fail_gets.store(on, Ordering::SeqCst);
+    }
+
+    /// Reads fail with a `Deserialization` error (a corrupt row).
+    pub fn corrupt_gets(&self, on: bool) {
+        self.corrupt_gets.store(on, Ordering::SeqCst);
+    }
+
+    /// Writes fail with a backend error.
+    pub fn fail_saves(&self, on: bool) {
+        self.fail_saves.store(on, Ordering::SeqCst);
+    }
+
+    /// Closes the gate: writes wait until [`open_gate`](Self::open_gate).
+    pub fn close_gate(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Opens the gate: waiting writes proceed.
+    pub fn open_gate(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// The snapshots written successfully, in order.
+    pub fn written(&self) -> Vec<Snapshot> {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The versions written successfully, in order.
+    pub fn written_versions(&self) -> Vec<u64> {
+        self.written().iter().map(|s| s.version).collect()
+    }
+
+    fn read_fault(&self, id: Uuid, aggregate_type: &str) -> Result<(), SnapshotError> {
+        if self.fail_gets.load(Ordering::SeqCst) {
+            return Err(SnapshotError::backend("faulty", "injected outage"));
+        }
+        if self.corrupt_gets.load(Ordering::SeqCst) {
+            return Err(SnapshotError::deserialization(
+                id,
+                aggregate_type,
+                "injected corrupt row",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: SnapshotStore> SnapshotStore for FaultySnapshotStore<S> {
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+        let mut open = self.open.subscribe();
+        // The sender lives in self, so the wait ends when the gate opens.
+        let _ = open.wait_for(|open| *open).await;
+        if self.fail_saves.load(Ordering::SeqCst) {
+            return Err(SnapshotError::backend("faulty", "injected write failure"));
+        }
+        self.inner.save_snapshot(snapshot).await?;
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(snapshot.clone());
+        Ok(())
+    }
+
+    async fn get_snapshot(
+        &self,
+        id: Uuid,
+        aggregate_type: &str,
+    ) -> Result<Option<Snapshot>, SnapshotError> {
+        self.read_fault(id, aggregate_type)?;
+        self.inner.get_snapshot(id, aggregate_type).await
+    }
+
+    async fn get_snapshot_at(
+        &self,
+        id: Uuid,
+        aggregate_type: &str,
+        max_version: u64,
+    ) -> Result<Option<Snapshot>, SnapshotError> {
+        self.read_fault(id, aggregate_type)?;
+        self.inner
+            .get_snapshot_at(id, aggregate_type, max_version)
+            .await
+    }
+
+    async fn delete_snapshot(&self, id: Uuid, aggregate_type: &str) -> Result<bool, SnapshotError> {
+        self.inner.delete_snapshot(id, aggregate_type).await
+    }
+
+    async fn snapshot_exists(&self, id: Uuid, aggregate_type: &str) -> Result<bool, SnapshotError> {
+        self.inner.snapshot_exists(id, aggregate_type).await
+    }
+
+    async fn delete_snapshots_by_type(
+        &self,
+        aggregate_type: &str,
+        schema_version_below: Option<u32>,
+    ) -> Result<u64, SnapshotError> {
+        self.inner
+            .delete_snapshots_by_type(aggregate_type, schema_version_below)
+            .await
+    }
+}
+
+/// An event store that records the ranges loaded and can hide the start of every stream, as
+/// if that history had been archived.
+#[derive(Debug)]
+pub struct RecordingEventStore<E> {
+    inner: E,
+    hidden_through: AtomicU64,
+    loads: Mutex<Vec<(u64, Option<u64>)>>,
+}
+
+impl<E: EventStore> RecordingEventStore<E> {
+    /// A wrapper that behaves like `inner`.
+    pub fn new(inner: E) -> Self {
+        Self {
+            inner,
+            hidden_through: AtomicU64::new(0),
+            loads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Loads no longer return events up to and including `version`.
+    pub fn archive_through(&self, version: u64) {
+        self.hidden_through.store(version, Ordering::SeqCst);
+    }
+
+    /// The `(from_version, to_version)` of every load so far.
+    pub fn loads(&self) -> Vec<(u64, Option<u64>)> {
+        self.loads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl<E: EventStore> EventStore for RecordingEventStore<E> {
+    async fn append(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<u64, EventStoreError> {
+        self.inner
+            .append(aggregate_id, aggregate_type, expected_version, events)
+            .await
+    }
+
+    async fn load(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        from_version: u64,
+        to_version: Option<u64>,
+    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
+        self.loads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((from_version, to_version));
+        let hidden = self.hidden_through.load(Ordering::SeqCst);
+        self.inner
+            .load(
+                aggregate_id,
+                aggregate_type,
+                from_version.max(hidden),
+                to_version,
+            )
+            .await
+    }
+
+    async fn current_version(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+    ) -> Result<u64, EventStoreError> {
+        self.inner
+            .current_version(aggregate_id, aggregate_type)
+            .await
+    }
+}

@@ -1,0 +1,238 @@
+//! The repository's promise as a property: for any history, strategy, mode and retention, a
+//! load through snapshots gives exactly the state of a full replay, now and at any version.
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
+use snap_core::AggregateRoot;
+use snap_repo::AggregateRepository;
+use snap_strategy::{Hybrid, Never, SnapshotMode, Threshold};
+use uuid::Uuid;
+
+use crate::RepositoryHarness;
+use crate::accounts::{AccountEvent, AccountV1};
+use crate::model::{config, runtime};
+use crate::repository::Rig;
+
+#[derive(Debug, Clone, Copy)]
+enum When {
+    Threshold(u64),
+    Hybrid { min: u64, max: u64, every: u64 },
+    Never,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Record these amounts (positive: deposit, negative: withdrawal) and save once.
+    Save(Vec<i64>),
+    /// Load the aggregate again and go on from the loaded handle.
+    Reload,
+    /// `create_snapshot` of the current handle.
+    Snapshot,
+    /// Wait for background snapshot writes.
+    AwaitPending,
+}
+
+fn when() -> impl Strategy<Value = When> {
+    prop_oneof![
+        (1u64..=50).prop_map(When::Threshold),
+        (0u64..=5, 5u64..=30, 1u64..=20).prop_map(|(min, max, every)| When::Hybrid {
+            min,
+            max,
+            every
+        }),
+        Just(When::Never),
+    ]
+}
+
+fn mode() -> impl Strategy<Value = SnapshotMode> {
+    prop_oneof![
+        Just(SnapshotMode::Sync),
+        Just(SnapshotMode::Background),
+        Just(SnapshotMode::Manual),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => vec(prop_oneof![1i64..=100, -50i64..=-1], 1..8).prop_map(Op::Save),
+        2 => Just(Op::Reload),
+        1 => Just(Op::Snapshot),
+        1 => Just(Op::AwaitPending),
+    ]
+}
+
+fn event(amount: i64) -> AccountEvent {
+    if amount >= 0 {
+        AccountEvent::Deposited { amount }
+    } else {
+        AccountEvent::Withdrawn { amount: -amount }
+    }
+}
+
+fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), TestCaseError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(TestCaseError::fail(what()))
+    }
+}
+
+/// Runs one operation and returns the handle to go on with.
+async fn step_once<E: snap_core::EventStore>(
+    repo: &AggregateRepository<AccountV1, E>,
+    mut root: AggregateRoot<AccountV1>,
+    step: usize,
+    op: &Op,
+) -> Result<AggregateRoot<AccountV1>, TestCaseError> {
+    match op {
+        Op::Save(amounts) => {
+            for amount in amounts {
+                root.record(event(*amount));
+            }
+            repo.save(&mut root)
+                .await
+                .map_err(|e| TestCaseError::fail(format!("step {step}: save: {e}")))?;
+        }
+        Op::Reload => {
+            let loaded = repo
+                .load(root.id())
+                .await
+                .map_err(|e| TestCaseError::fail(format!("step {step}: load: {e}")))?;
+            check(
+                loaded.version() == root.version() && loaded.state() == root.state(),
+                || {
+                    format!(
+                        "step {step}: loaded {loaded:?} {:?}, held {:?}",
+                        loaded.state(),
+                        root.state()
+                    )
+                },
+            )?;
+            root = loaded;
+        }
+        Op::Snapshot => {
+            repo.create_snapshot(&root)
+                .await
+                .map_err(|e| TestCaseError::fail(format!("step {step}: create_snapshot: {e}")))?;
+        }
+        Op::AwaitPending => {
+            repo.await_pending_snapshots().await;
+        }
+    }
+    Ok(root)
+}
+
+async fn run_case<H: RepositoryHarness>(
+    harness: &H,
+    keep: usize,
+    when: When,
+    mode: SnapshotMode,
+    ops: &[Op],
+    probes: &[u64],
+) -> Result<(), TestCaseError> {
+    let rig = Rig::open(harness, keep).await;
+    let builder = rig.builder::<AccountV1>().mode(mode);
+    let builder = match when {
+        When::Threshold(n) => builder.strategy(Threshold(n)),
+        When::Hybrid { min, max, every } => builder.strategy(Hybrid { min, max, every }),
+        When::Never => builder.strategy(Never),
+    };
+    let repo = builder
+        .build()
+        .map_err(|e| TestCaseError::fail(format!("build: {e}")))?;
+    let replay = rig.replay::<AccountV1>();
+    let id = Uuid::new_v4();
+    let mut root = repo.create_new(id);
+    root.record(AccountEvent::Opened {
+        owner: "prop".into(),
+    });
+    repo.save(&mut root)
+        .await
+        .map_err(|e| TestCaseError::fail(format!("save: {e}")))?;
+
+    for (step, op) in ops.iter().enumerate() {
+        root = step_once(&repo, root, step, op).await?;
+    }
+
+    let head = root.version();
+    let loaded = repo
+        .load(id)
+        .await
+        .map_err(|e| TestCaseError::fail(format!("load: {e}")))?;
+    let replayed = replay
+        .load(id)
+        .await
+        .map_err(|e| TestCaseError::fail(format!("replay: {e}")))?;
+    check(
+        loaded.version() == head && replayed.version() == head,
+        || {
+            format!(
+                "versions: loaded {}, replayed {}, head {head}",
+                loaded.version(),
+                replayed.version()
+            )
+        },
+    )?;
+    check(loaded.state() == replayed.state(), || {
+        format!("load {:?} != replay {:?}", loaded.state(), replayed.state())
+    })?;
+    repo.await_pending_snapshots().await;
+    for probe in probes {
+        let version = 1 + probe % head;
+        let at = repo
+            .load_at(id, version)
+            .await
+            .map_err(|e| TestCaseError::fail(format!("load_at({version}): {e}")))?;
+        let expected = replay
+            .load_at(id, version)
+            .await
+            .map_err(|e| TestCaseError::fail(format!("replay load_at({version}): {e}")))?;
+        check(
+            at.version() == version && at.state() == expected.state(),
+            || {
+                format!(
+                    "load_at({version}): {:?} v{} != replay {:?}",
+                    at.state(),
+                    at.version(),
+                    expected.state()
+                )
+            },
+        )?;
+    }
+    let stats = repo.stats();
+    check(
+        stats.loads == stats.snapshot_hits + stats.full_replays,
+        || format!("{stats:?}"),
+    )?;
+    Ok(())
+}
+
+/// Random histories with any strategy (threshold 1..=50, hybrid, never), mode and retention
+/// (1..=4): `load` equals a full replay, `load_at(v)` equals a replay to v for random v, and
+/// reloading mid-history gives the state the writer holds.
+pub fn repository_matches_full_replay<H: RepositoryHarness>(harness: &H) {
+    if crate::__skip(
+        "repository_matches_full_replay",
+        RepositoryHarness::unavailable(harness),
+    )
+    .is_some()
+    {
+        return;
+    }
+    let rt = runtime();
+    let mut runner = TestRunner::new(config());
+    let input = (
+        1usize..=4,
+        when(),
+        mode(),
+        vec(op(), 1..30),
+        vec(any::<u64>(), 1..6),
+    );
+    let result = runner.run(&input, |(keep, when, mode, ops, probes)| {
+        rt.block_on(run_case(harness, keep, when, mode, &ops, &probes))
+    });
+    if let Err(error) = result {
+        panic!("a load through snapshots differs from a full replay: {error}");
+    }
+}
