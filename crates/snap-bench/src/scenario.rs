@@ -5,7 +5,10 @@ use std::time::Duration;
 use snap_es::memory::{InMemoryEventStore, InMemorySnapshotStore};
 use snap_es::postgres::{PostgresDatabase, PostgresOptions};
 use snap_es::sqlite::{Blocking, SqliteOptions};
-use snap_es::{AggregateRoot, EventStore, Snapshot, SnapshotStore};
+use snap_es::{
+    AggregateRepository, AggregateRoot, EventStore, Snapshot, SnapshotMode, SnapshotStore,
+    create_snapshot_strategy,
+};
 use uuid::Uuid;
 
 use crate::Config;
@@ -143,43 +146,6 @@ async fn append_stream<E: EventStore>(store: &E, id: Uuid, count: u64) -> Result
     Ok(())
 }
 
-/// A load through the snapshot: get it, restore, replay the events after it.
-async fn load_through_snapshot<S: SnapshotStore, E: EventStore>(
-    snapshots: &S,
-    event_store: &E,
-    id: Uuid,
-) -> Result<AggregateRoot<BenchAccount>, String> {
-    let snapshot = snapshots
-        .get_snapshot(id, "BenchAccount")
-        .await
-        .map_err(err)?
-        .ok_or("the trailing stream has no snapshot")?;
-    let mut root = AggregateRoot::<BenchAccount>::from_snapshot(&snapshot).map_err(err)?;
-    for event in event_store
-        .load(id, "BenchAccount", snapshot.version, None)
-        .await
-        .map_err(err)?
-    {
-        root.apply_recorded(&event).map_err(err)?;
-    }
-    Ok(root)
-}
-
-async fn full_replay<E: EventStore>(
-    event_store: &E,
-    id: Uuid,
-) -> Result<AggregateRoot<BenchAccount>, String> {
-    let mut root = AggregateRoot::<BenchAccount>::new(id);
-    for event in event_store
-        .load(id, "BenchAccount", 0, None)
-        .await
-        .map_err(err)?
-    {
-        root.apply_recorded(&event).map_err(err)?;
-    }
-    Ok(root)
-}
-
 /// Times `get_snapshot` through the store, interleaved with the floor when there is one.
 async fn get_snapshot_rows<S: SnapshotStore>(
     config: &Config,
@@ -220,7 +186,7 @@ async fn get_snapshot_rows<S: SnapshotStore>(
 }
 
 /// The rows every backend reports.
-async fn stores<S: SnapshotStore, E: EventStore>(
+async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
     backend: &'static str,
     config: &Config,
     report: &mut Report,
@@ -252,25 +218,38 @@ async fn stores<S: SnapshotStore, E: EventStore>(
         with_floor(Row::new(backend, "get_snapshot", &store_samples)).target(targets.get_snapshot),
     );
 
+    // Loads go through the repository, as an application's do: one that uses the
+    // snapshots, one that always replays the whole stream.
+    let through = AggregateRepository::<BenchAccount>::builder(event_store.clone())
+        .snapshot_store(snapshots.clone())
+        .policy(create_snapshot_strategy(SnapshotMode::Manual, 1).map_err(err)?)
+        .build()
+        .map_err(err)?;
+    let replaying = AggregateRepository::<BenchAccount>::builder(event_store.clone())
+        .build()
+        .map_err(err)?;
+
     // Correctness first: the snapshot load must equal the full replay of the same stream.
-    let through = load_through_snapshot(snapshots, event_store, fixture.trailing_id).await?;
-    let replayed = full_replay(event_store, fixture.trailing_id).await?;
-    if through.state() != replayed.state() || through.version() != replayed.version() {
+    let loaded = through.load(fixture.trailing_id).await.map_err(err)?;
+    let replayed = replaying.load(fixture.trailing_id).await.map_err(err)?;
+    if loaded.state() != replayed.state() || loaded.version() != replayed.version() {
         return Err(format!(
             "{backend}: a snapshot load differs from the full replay"
         ));
     }
+    if through.stats().snapshot_hits != 1 {
+        return Err(format!(
+            "{backend}: the trailing load did not use its snapshot"
+        ));
+    }
     let mut trailing = Samples::default();
     let probe = std::time::Instant::now();
-    load_through_snapshot(snapshots, event_store, fixture.trailing_id).await?;
+    through.load(fixture.trailing_id).await.map_err(err)?;
     for _ in 0..config.samples(probe.elapsed()) {
         trailing
-            .time(load_through_snapshot(
-                snapshots,
-                event_store,
-                fixture.trailing_id,
-            ))
-            .await?;
+            .time(through.load(fixture.trailing_id))
+            .await
+            .map_err(err)?;
     }
     report.add(
         with_floor(Row::new(
@@ -283,14 +262,15 @@ async fn stores<S: SnapshotStore, E: EventStore>(
 
     let mut replay = Samples::default();
     let probe = std::time::Instant::now();
-    full_replay(event_store, fixture.replay_id).await?;
+    replaying.load(fixture.replay_id).await.map_err(err)?;
     for _ in 0..config
         .samples(probe.elapsed())
         .min(if config.quick { 5 } else { 15 })
     {
         let root = replay
-            .time(full_replay(event_store, fixture.replay_id))
-            .await?;
+            .time(replaying.load(fixture.replay_id))
+            .await
+            .map_err(err)?;
         assert_eq!(root.version(), long, "the replay applies every event");
     }
     report.add(
@@ -313,6 +293,20 @@ async fn stores<S: SnapshotStore, E: EventStore>(
         &read,
     ));
 
+    let append = append_samples(config, event_store).await?;
+    report.add(with_floor(Row::new(
+        backend,
+        "append 100 events in one call",
+        &append,
+    )));
+    Ok(())
+}
+
+/// Appends of 100 events to new streams, one call each.
+async fn append_samples<E: EventStore>(
+    config: &Config,
+    event_store: &E,
+) -> Result<Samples, String> {
     let mut append = Samples::default();
     for _ in 0..if config.quick { 5 } else { 200 } {
         let version = append
@@ -321,12 +315,7 @@ async fn stores<S: SnapshotStore, E: EventStore>(
             .map_err(err)?;
         assert_eq!(version, 100, "one call appends all 100");
     }
-    report.add(with_floor(Row::new(
-        backend,
-        "append 100 events in one call",
-        &append,
-    )));
-    Ok(())
+    Ok(append)
 }
 
 pub(crate) async fn memory(config: &Config, report: &mut Report) -> Result<(), String> {

@@ -1,6 +1,7 @@
 //! Events as stores see them, and the [`EventStore`] trait.
 
 use std::fmt::Debug;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -109,6 +110,8 @@ pub struct RecordedEvent {
 ///   writes nothing and only checks the version.
 /// - [`load`](Self::load) returns the events with `from_version < version <= to_version`
 ///   (`None`: to the end) in ascending order.
+/// - [`load_batches`](Self::load_batches) hands the same events as `load` to a sink, in
+///   order, in batches.
 /// - Bad input is an [`EventStoreError::InvalidInput`] and nothing is written.
 #[async_trait]
 pub trait EventStore: Send + Sync + Debug + 'static {
@@ -137,6 +140,30 @@ pub trait EventStore: Send + Sync + Debug + 'static {
         aggregate_id: Uuid,
         aggregate_type: &str,
     ) -> Result<u64, EventStoreError>;
+
+    /// The same events as [`load`](Self::load), handed to `sink` in ascending order, in
+    /// non-empty batches, as they are read. A SQL backend reads and decodes the next batch
+    /// while the sink applies the previous one, and memory stays bounded by the batch size
+    /// however long the stream is. `sink` returns [`ControlFlow::Break`] to stop early;
+    /// the read then ends with `Ok(())`.
+    ///
+    /// The default calls `load` and hands everything over in one batch.
+    async fn load_batches(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        from_version: u64,
+        to_version: Option<u64>,
+        sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
+    ) -> Result<(), EventStoreError> {
+        let events = self
+            .load(aggregate_id, aggregate_type, from_version, to_version)
+            .await?;
+        if !events.is_empty() {
+            let _ = sink(events);
+        }
+        Ok(())
+    }
 }
 
 /// An event store chosen at run time.
@@ -173,6 +200,19 @@ macro_rules! forward_event_store {
                 aggregate_type: &str,
             ) -> Result<u64, EventStoreError> {
                 (**self).current_version(aggregate_id, aggregate_type).await
+            }
+
+            async fn load_batches(
+                &self,
+                aggregate_id: Uuid,
+                aggregate_type: &str,
+                from_version: u64,
+                to_version: Option<u64>,
+                sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
+            ) -> Result<(), EventStoreError> {
+                (**self)
+                    .load_batches(aggregate_id, aggregate_type, from_version, to_version, sink)
+                    .await
             }
         }
     )*};

@@ -1,3 +1,5 @@
+use std::ops::ControlFlow;
+
 use serde_json::Value;
 use snap_core::{
     BackendError, BoxError, EventStore, EventStoreError, NewEvent, RecordedEvent, async_trait,
@@ -10,7 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::PostgresDatabase;
-use crate::error::{is_unique_violation, pg_error};
+use crate::error::{is_disconnect, is_unique_violation, pg_error};
 
 /// An [`EventStore`] on PostgreSQL with optimistic concurrency. Clones share the pool.
 ///
@@ -111,6 +113,60 @@ fn decode(id: Uuid, aggregate_type: &str, row: &PgRow) -> Result<RecordedEvent, 
     })
 }
 
+/// Why a streamed read stopped.
+enum Read {
+    Database(sqlx::Error),
+    Event(EventStoreError),
+}
+
+impl PostgresEventStore {
+    /// Streams `from < version <= to`, decoding each row as it arrives (so the client decodes
+    /// while the server is still sending), in batches to `sink`. `from` follows the last
+    /// event handed over.
+    async fn stream(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        (from, to): (&mut i64, i64),
+        sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
+    ) -> Result<(), Read> {
+        let sql = &self.database.sql().events;
+        let pool = self.database.pool();
+        let mut rows = sqlx::query(sql.load.clone())
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(*from)
+            .bind(to)
+            .fetch(pool);
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+            let row = row.map_err(Read::Database)?;
+            batch.push(decode(aggregate_id, aggregate_type, &row).map_err(Read::Event)?);
+            if batch.len() == BATCH && hand_over(&mut batch, from, sink).is_break() {
+                return Ok(());
+            }
+        }
+        let _ = hand_over(&mut batch, from, sink);
+        Ok(())
+    }
+}
+
+/// Events per batch handed to a `load_batches` sink.
+const BATCH: usize = 1_024;
+
+/// Gives a non-empty batch to the sink and moves `from` past it.
+fn hand_over(
+    batch: &mut Vec<RecordedEvent>,
+    from: &mut i64,
+    sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
+) -> ControlFlow<()> {
+    let Some(last) = batch.last() else {
+        return ControlFlow::Continue(());
+    };
+    *from = to_i64(last.version);
+    sink(std::mem::replace(batch, Vec::with_capacity(BATCH)))
+}
+
 #[async_trait]
 impl EventStore for PostgresEventStore {
     async fn append(
@@ -194,28 +250,51 @@ impl EventStore for PostgresEventStore {
         from_version: u64,
         to_version: Option<u64>,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
+        let mut events = Vec::new();
+        self.load_batches(
+            aggregate_id,
+            aggregate_type,
+            from_version,
+            to_version,
+            &mut |batch| {
+                events.extend(batch);
+                ControlFlow::Continue(())
+            },
+        )
+        .await?;
+        Ok(events)
+    }
+
+    async fn load_batches(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        from_version: u64,
+        to_version: Option<u64>,
+        sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
+    ) -> Result<(), EventStoreError> {
         validate::aggregate_type(aggregate_type)?;
-        let (from, to) = (to_i64(from_version), to_i64(to_version.unwrap_or(u64::MAX)));
-        if from >= to {
-            return Ok(Vec::new());
+        let to = to_i64(to_version.unwrap_or(u64::MAX));
+        // After a lost connection the read resumes after the last event handed over.
+        let mut from = to_i64(from_version);
+        let attempts = self.database.pool().options().get_max_connections() + 1;
+        let mut attempt = 1;
+        loop {
+            if from >= to {
+                return Ok(());
+            }
+            match self
+                .stream(aggregate_id, aggregate_type, (&mut from, to), sink)
+                .await
+            {
+                Err(Read::Database(e)) if attempt < attempts && is_disconnect(&e) => {
+                    attempt += 1;
+                }
+                Err(Read::Database(e)) => return Err(pg_error(e, "load").into()),
+                Err(Read::Event(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
         }
-        let sql = &self.database.sql().events;
-        let rows = self
-            .database
-            .retry(|pool| async move {
-                sqlx::query(sql.load.clone())
-                    .bind(aggregate_type)
-                    .bind(aggregate_id)
-                    .bind(from)
-                    .bind(to)
-                    .fetch_all(&pool)
-                    .await
-            })
-            .await
-            .map_err(|e| pg_error(e, "load"))?;
-        rows.iter()
-            .map(|row| decode(aggregate_id, aggregate_type, row))
-            .collect()
     }
 
     async fn current_version(

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -256,8 +257,8 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
     ) -> Result<AggregateRoot<A>, RepositoryError> {
         let mut start = self.start(id, at).await;
         let started = Instant::now();
-        let mut events = self.events_after(id, start.root.version(), at).await?;
-        if start.fallback.is_none() && events.is_empty() {
+        let mut replayed = self.replay(&mut start.root, at).await?;
+        if start.fallback.is_none() && replayed == 0 {
             // Nothing after the snapshot: make sure the stream really reaches it.
             let head = self.inner.events.current_version(id, A::TYPE).await?;
             if head < start.root.version() {
@@ -267,14 +268,10 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
                     "snapshot is ahead of the event stream; replaying the stream"
                 );
                 start = Start::replay(id, FallbackReason::SnapshotAhead);
-                events = self.events_after(id, 0, at).await?;
+                replayed = self.replay(&mut start.root, at).await?;
             }
         }
         let mut root = start.root;
-        for event in &events {
-            root.apply_recorded(event)?;
-        }
-        let replayed = events.len() as u64;
         root.note_replay(replayed, started.elapsed());
         if root.version() == 0 || root.state().is_discarded() {
             return Err(RepositoryError::AggregateNotFound {
@@ -293,13 +290,32 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         Ok(root)
     }
 
-    async fn events_after(
+    /// Applies the stored events after the root's version (up to `to`) as the store reads
+    /// them, and returns how many were applied.
+    async fn replay(
         &self,
-        id: Uuid,
-        from: u64,
+        root: &mut AggregateRoot<A>,
         to: Option<u64>,
-    ) -> Result<Vec<snap_core::RecordedEvent>, RepositoryError> {
-        Ok(self.inner.events.load(id, A::TYPE, from, to).await?)
+    ) -> Result<u64, RepositoryError> {
+        let mut applied = 0;
+        let mut failure = None;
+        self.inner
+            .events
+            .load_batches(root.id(), A::TYPE, root.version(), to, &mut |batch| {
+                for event in &batch {
+                    if let Err(e) = root.apply_recorded(event) {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                    applied += 1;
+                }
+                ControlFlow::Continue(())
+            })
+            .await?;
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(applied),
+        }
     }
 
     /// Finds the snapshot to start from, or why there is none. Never fails.

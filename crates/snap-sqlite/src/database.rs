@@ -169,7 +169,7 @@ impl SqliteOptions {
 /// database does not go stale, and a health-check query would cost a thread hop on every
 /// checkout. A connection returned inside an open transaction is discarded.
 #[derive(Debug)]
-struct ConnectionManager {
+pub(crate) struct ConnectionManager {
     location: Location,
     busy_timeout: Duration,
     durability: Durability,
@@ -330,18 +330,24 @@ impl SqliteDatabase {
         self.inner.pool.close();
     }
 
+    /// A pooled connection, for work that outlives one closure (a streamed read).
+    pub(crate) async fn connection(
+        &self,
+    ) -> Result<deadpool::managed::Object<ConnectionManager>, BackendError> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|e| BackendError::new("sqlite", e).context("get a pooled connection"))
+    }
+
     /// Runs `f` on a pooled connection, off the async executor.
     pub(crate) async fn run<R, F>(&self, f: F) -> Result<R, BackendError>
     where
         F: FnOnce(&mut Connection) -> R + Send + 'static,
         R: Send + 'static,
     {
-        let mut connection = self
-            .inner
-            .pool
-            .get()
-            .await
-            .map_err(|e| BackendError::new("sqlite", e).context("get a pooled connection"))?;
+        let mut connection = self.connection().await?;
         run_blocking(self.inner.blocking, move || f(&mut connection)).await
     }
 }

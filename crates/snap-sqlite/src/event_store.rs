@@ -1,3 +1,5 @@
+use std::ops::ControlFlow;
+
 use rusqlite::{Connection, ErrorCode, Row, TransactionBehavior, params};
 use snap_core::{
     BoxError, EventStore, EventStoreError, NewEvent, RecordedEvent, async_trait, now, validate,
@@ -59,6 +61,111 @@ fn current_version(
         .prepare_cached(CURRENT_VERSION)?
         .query_row(params![aggregate_type, id], |row| row.get::<_, i64>(0))
         .map(|v| u64::try_from(v).unwrap_or(0))
+}
+
+/// Events a load reads on the caller's path before it hands the rest to a reader thread.
+const FIRST_PAGE: usize = 256;
+/// Events per batch handed from the reader thread to the sink.
+const BATCH: usize = 1_024;
+/// Batches the reader thread may run ahead of the sink.
+const BATCHES_AHEAD: usize = 4;
+
+const LOAD: &str =
+    "SELECT version, event_id, event_type, payload, metadata, recorded_at FROM events
+     WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version > ?3 AND version <= ?4
+     ORDER BY version LIMIT ?5";
+
+/// The events a load reads: `from < version <= to` of one stream.
+#[derive(Debug, Clone)]
+struct Range {
+    aggregate_id: Uuid,
+    aggregate_type: String,
+    from: i64,
+    to: i64,
+}
+
+impl Range {
+    /// Reads at most `limit` events in order into `emit`, until it breaks.
+    fn read(
+        &self,
+        connection: &Connection,
+        limit: usize,
+        emit: &mut dyn FnMut(RecordedEvent) -> ControlFlow<()>,
+    ) -> Result<(), EventStoreError> {
+        let mut statement = connection
+            .prepare_cached(LOAD)
+            .map_err(|e| sqlite_error(e, "prepare load"))?;
+        let limit = i64::try_from(limit).unwrap_or(-1);
+        let mut rows = statement
+            .query(params![
+                self.aggregate_type,
+                self.aggregate_id.hyphenated().to_string(),
+                self.from,
+                self.to,
+                limit
+            ])
+            .map_err(|e| sqlite_error(e, "load"))?;
+        while let Some(row) = rows.next().map_err(|e| sqlite_error(e, "load"))? {
+            if emit(decode(self.aggregate_id, &self.aggregate_type, row)?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SqliteEventStore {
+    /// Reads `range` on a blocking thread and hands it to `sink` in batches through a bounded
+    /// channel, so the rows of the next batch are decoded while the sink works on this one.
+    async fn stream(
+        &self,
+        range: Range,
+        sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
+    ) -> Result<(), EventStoreError> {
+        let connection = self.database.connection().await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+        let reader = move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let read = range.read(&connection, usize::MAX, &mut |event| {
+                batch.push(event);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.blocking_send(Ok(full)).is_err() {
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            });
+            let last = match read {
+                Ok(()) if batch.is_empty() => return,
+                Ok(()) => Ok(batch),
+                Err(e) => Err(e),
+            };
+            let _ = tx.blocking_send(last);
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to read on in parallel: read here, then hand everything over.
+            reader();
+            while let Ok(batch) = rx.try_recv() {
+                if sink(batch?).is_break() {
+                    break;
+                }
+            }
+            return Ok(());
+        };
+        let handle = runtime.spawn_blocking(reader);
+        while let Some(batch) = rx.recv().await {
+            if sink(batch?).is_break() {
+                break;
+            }
+        }
+        drop(rx);
+        handle.await.map_err(|e| {
+            EventStoreError::from(
+                snap_core::BackendError::new("sqlite", e).context("event reader thread failed"),
+            )
+        })
+    }
 }
 
 /// One event ready for the INSERT: JSON already rendered on the async side.
@@ -174,33 +281,66 @@ impl EventStore for SqliteEventStore {
         from_version: u64,
         to_version: Option<u64>,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        validate::aggregate_type(aggregate_type)?;
-        let aggregate_type = aggregate_type.to_owned();
-        let from = version_to_sql(from_version);
-        let to = version_to_sql(to_version.unwrap_or(u64::MAX));
-        if from >= to {
-            return Ok(Vec::new());
-        }
-        self.run(move |connection| {
-            let mut statement = connection
-                .prepare_cached(
-                    "SELECT version, event_id, event_type, payload, metadata, recorded_at FROM events
-                     WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version > ?3 AND version <= ?4
-                     ORDER BY version",
-                )
-                .map_err(|e| sqlite_error(e, "prepare load"))?;
-            let mut rows = statement
-                .query(params![aggregate_type, aggregate_id.hyphenated().to_string(), from, to])
-                .map_err(|e| sqlite_error(e, "load"))?;
-            let mut events = Vec::new();
-            while let Some(row) = rows.next().map_err(|e| sqlite_error(e, "load"))? {
-                events.push(decode(aggregate_id, &aggregate_type, row)?);
-            }
-            Ok(events)
-        })
-        .await
+        let mut events = Vec::new();
+        self.load_batches(
+            aggregate_id,
+            aggregate_type,
+            from_version,
+            to_version,
+            &mut |batch| {
+                events.extend(batch);
+                ControlFlow::Continue(())
+            },
+        )
+        .await?;
+        Ok(events)
     }
 
+    async fn load_batches(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        from_version: u64,
+        to_version: Option<u64>,
+        sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
+    ) -> Result<(), EventStoreError> {
+        validate::aggregate_type(aggregate_type)?;
+        let range = Range {
+            aggregate_id,
+            aggregate_type: aggregate_type.to_owned(),
+            from: version_to_sql(from_version),
+            to: version_to_sql(to_version.unwrap_or(u64::MAX)),
+        };
+        if range.from >= range.to {
+            return Ok(());
+        }
+        // The first page on the caller's path, with no thread hop: a load after a snapshot
+        // usually ends here.
+        let first = {
+            let range = range.clone();
+            self.run(move |connection| {
+                let mut page = Vec::new();
+                range.read(connection, FIRST_PAGE, &mut |event| {
+                    page.push(event);
+                    ControlFlow::Continue(())
+                })?;
+                Ok(page)
+            })
+            .await?
+        };
+        let complete = first.len() < FIRST_PAGE;
+        let Some(last) = first.last().map(|e| e.version) else {
+            return Ok(());
+        };
+        if sink(first).is_break() || complete {
+            return Ok(());
+        }
+        let rest = Range {
+            from: version_to_sql(last),
+            ..range
+        };
+        self.stream(rest, sink).await
+    }
     async fn current_version(
         &self,
         aggregate_id: Uuid,

@@ -372,6 +372,83 @@ pub async fn large_append_is_one_batch<H: EventStoreHarness>(h: &H) {
     assert_eq!(versions(&tail), (2_402..=2_500).collect::<Vec<_>>());
 }
 
+/// `load_batches` hands over exactly what `load` returns, in order, in non-empty batches,
+/// for every range and past any batch or page size; a sink that breaks is called no more.
+pub async fn load_batches_match_load<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    for first in (1..=3_000).step_by(500) {
+        store
+            .append(id, ACCOUNT, first - 1, events(first, 500, "bulk"))
+            .await
+            .unwrap();
+    }
+    let ranges = [
+        (0, None),
+        (0, Some(10)),
+        (100, Some(2_500)),
+        (255, Some(257)),
+        (1_000, Some(2_049)),
+        (2_999, None),
+        (3_000, None),
+        (5, Some(5)),
+        (9, Some(3)),
+        (0, Some(u64::MAX)),
+    ];
+    for (from, to) in ranges {
+        let mut batches: Vec<Vec<RecordedEvent>> = Vec::new();
+        store
+            .load_batches(id, ACCOUNT, from, to, &mut |batch| {
+                batches.push(batch);
+                std::ops::ControlFlow::Continue(())
+            })
+            .await
+            .unwrap();
+        assert!(
+            batches.iter().all(|b| !b.is_empty()),
+            "empty batch for {from}..{to:?}"
+        );
+        let streamed: Vec<RecordedEvent> = batches.into_iter().flatten().collect();
+        let loaded = store.load(id, ACCOUNT, from, to).await.unwrap();
+        assert_eq!(
+            versions(&streamed),
+            versions(&loaded),
+            "range {from}..{to:?}"
+        );
+        assert_eq!(streamed, loaded, "range {from}..{to:?}");
+    }
+    let mut calls = 0;
+    store
+        .load_batches(id, ACCOUNT, 0, None, &mut |_| {
+            calls += 1;
+            std::ops::ControlFlow::Break(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(calls, 1, "a sink that breaks is not called again");
+    let mut nothing = 0;
+    store
+        .load_batches(Uuid::new_v4(), ACCOUNT, 0, None, &mut |_| {
+            nothing += 1;
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(nothing, 0, "an empty stream hands over no batch");
+    assert!(matches!(
+        store
+            .load_batches(
+                id,
+                "",
+                0,
+                None,
+                &mut |_| std::ops::ControlFlow::Continue(())
+            )
+            .await,
+        Err(EventStoreError::InvalidInput(_))
+    ));
+}
+
 /// B17: sixteen concurrent appends with the same expected version: exactly one succeeds, the
 /// others get `Concurrency` with the winner's version, and only the winner's events are stored.
 pub async fn concurrent_appends_have_one_winner<H: EventStoreHarness>(h: &H) {

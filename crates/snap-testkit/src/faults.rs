@@ -1,6 +1,7 @@
 //! Store wrappers that fail, corrupt, stall or record on demand, for the repository cases.
 //! Wrap any backend's store; share the wrapper through an `Arc` to steer it from the test.
 
+use std::ops::ControlFlow;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -174,6 +175,17 @@ impl<E: EventStore> RecordingEventStore<E> {
         self.hidden_through.store(version, Ordering::SeqCst);
     }
 
+    fn record_load(&self, from_version: u64, to_version: Option<u64>) {
+        self.loads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((from_version, to_version));
+    }
+
+    fn hidden(&self) -> u64 {
+        self.hidden_through.load(Ordering::SeqCst)
+    }
+
     /// The `(from_version, to_version)` of every load so far.
     pub fn loads(&self) -> Vec<(u64, Option<u64>)> {
         self.loads
@@ -204,16 +216,12 @@ impl<E: EventStore> EventStore for RecordingEventStore<E> {
         from_version: u64,
         to_version: Option<u64>,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        self.loads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((from_version, to_version));
-        let hidden = self.hidden_through.load(Ordering::SeqCst);
+        self.record_load(from_version, to_version);
         self.inner
             .load(
                 aggregate_id,
                 aggregate_type,
-                from_version.max(hidden),
+                from_version.max(self.hidden()),
                 to_version,
             )
             .await
@@ -226,6 +234,26 @@ impl<E: EventStore> EventStore for RecordingEventStore<E> {
     ) -> Result<u64, EventStoreError> {
         self.inner
             .current_version(aggregate_id, aggregate_type)
+            .await
+    }
+
+    async fn load_batches(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        from_version: u64,
+        to_version: Option<u64>,
+        sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
+    ) -> Result<(), EventStoreError> {
+        self.record_load(from_version, to_version);
+        self.inner
+            .load_batches(
+                aggregate_id,
+                aggregate_type,
+                from_version.max(self.hidden()),
+                to_version,
+                sink,
+            )
             .await
     }
 }

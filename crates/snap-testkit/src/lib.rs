@@ -246,6 +246,7 @@ macro_rules! event_store_conformance {
             invalid_input_is_rejected,
             payloads_round_trip,
             large_append_is_one_batch,
+            load_batches_match_load,
             concurrent_appends_have_one_winner,
             contended_appends_lose_nothing,
             hostile_names_round_trip,
