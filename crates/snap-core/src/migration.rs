@@ -104,6 +104,19 @@ pub enum MigrationChainError {
         /// The shared source version.
         from_version: u32,
     },
+    /// A step starts inside another step's range (1 -> 3 and 2 -> 4): two paths would lead
+    /// through the same versions.
+    #[error(
+        "migration {from_version} -> {to_version} overlaps the migration starting at {next_from}"
+    )]
+    Overlap {
+        /// The earlier step's source version.
+        from_version: u32,
+        /// The earlier step's target version.
+        to_version: u32,
+        /// Where the overlapping step starts.
+        next_from: u32,
+    },
     /// A step ends at a version where no step starts, while a later step exists.
     #[error(
         "the chain has a gap: migration to schema version {to_version} is followed by one from {next_from}"
@@ -161,7 +174,8 @@ pub enum MigrationError {
 ///
 /// The steps may be given in any order; they are sorted by `from_version`. The chain is
 /// rejected, each rule with its own [`MigrationChainError`], when a step starts at 0, does not
-/// move forward, shares its start with another step, leaves a gap before the next step, or
+/// move forward, shares its start with another step, overlaps the next step, leaves a gap
+/// before the next step, or
 /// when the last step does not end at `current_version`. Steps need not start at 1: a chain
 /// `3 -> 4 -> 5` migrates snapshots of schema 3 and 4, and snapshots of 1 and 2 are replayed.
 ///
@@ -221,6 +235,13 @@ impl MigrationChain {
             if earlier.from_version == next.from_version {
                 return Err(MigrationChainError::DuplicateFrom {
                     from_version: next.from_version,
+                });
+            }
+            if next.from_version < earlier.to_version {
+                return Err(MigrationChainError::Overlap {
+                    from_version: earlier.from_version,
+                    to_version: earlier.to_version,
+                    next_from: next.from_version,
                 });
             }
             if earlier.to_version != next.from_version {
@@ -361,6 +382,15 @@ mod tests {
                 MigrationChainError::Gap {
                     to_version: 2,
                     next_from: 3,
+                },
+            ),
+            (
+                vec![step(2, 4), step(1, 3)],
+                4,
+                MigrationChainError::Overlap {
+                    from_version: 1,
+                    to_version: 3,
+                    next_from: 2,
                 },
             ),
             (

@@ -199,6 +199,8 @@ struct Start<A: Aggregate> {
     root: AggregateRoot<A>,
     /// `None` for a snapshot hit, the reason for a full replay otherwise.
     fallback: Option<FallbackReason>,
+    /// The snapshot migrated to the current schema, to store once the load succeeds.
+    migrated: Option<Snapshot>,
 }
 
 impl<A: Aggregate> Start<A> {
@@ -206,6 +208,7 @@ impl<A: Aggregate> Start<A> {
         Self {
             root: AggregateRoot::new(id),
             fallback: Some(reason),
+            migrated: None,
         }
     }
 }
@@ -280,6 +283,9 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             });
         }
         self.inner.counters.load(A::TYPE, start.fallback, replayed);
+        if let Some(migrated) = start.migrated {
+            self.store_migrated(migrated);
+        }
         let span = tracing::Span::current();
         span.record("version", root.version());
         span.record("snapshot_used", start.fallback.is_none());
@@ -346,16 +352,22 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             }
         };
         match self.restore(id, &snapshot) {
-            Ok(root) => Start {
+            Ok((root, migrated)) => Start {
                 root,
                 fallback: None,
+                migrated,
             },
             Err(reason) => Start::replay(id, reason),
         }
     }
 
-    /// Restores a root from a snapshot, migrating its schema when a path exists.
-    fn restore(&self, id: Uuid, snapshot: &Snapshot) -> Result<AggregateRoot<A>, FallbackReason> {
+    /// Restores a root from a snapshot, migrating its schema when a path exists; a migrated
+    /// snapshot comes back too, to be stored if the load succeeds.
+    fn restore(
+        &self,
+        id: Uuid,
+        snapshot: &Snapshot,
+    ) -> Result<(AggregateRoot<A>, Option<Snapshot>), FallbackReason> {
         if snapshot.aggregate_id != id || snapshot.aggregate_type != A::TYPE {
             tracing::warn!(%snapshot, "snapshot of another aggregate; replaying the stream");
             return Err(FallbackReason::RestoreFailure);
@@ -384,19 +396,25 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             }
         };
         let mut root = AggregateRoot::restore(snapshot.aggregate_id, snapshot.version, state);
-        if migrated {
-            self.inner.counters.migrated();
-            // Store the migrated state so the next load skips the migration. Best effort, in
-            // the background, and only where snapshots are written automatically.
-            if self.inner.mode != SnapshotMode::Manual
-                && let (Some(background), Ok(resaved)) =
-                    (&self.inner.background, root.to_snapshot())
-            {
-                background.schedule(resaved);
-            }
-        }
+        let resave = if migrated {
+            root.to_snapshot().ok()
+        } else {
+            None
+        };
         root.note_snapshot(snapshot.version);
-        Ok(root)
+        Ok((root, resave))
+    }
+
+    /// Counts a snapshot that a successful load migrated and stores it, so the next load skips
+    /// the migration. Best effort, in the background, and only where snapshots are written
+    /// automatically.
+    fn store_migrated(&self, snapshot: Snapshot) {
+        self.inner.counters.migrated();
+        if self.inner.mode != SnapshotMode::Manual
+            && let Some(background) = &self.inner.background
+        {
+            background.schedule(snapshot);
+        }
     }
 
     /// Appends the uncommitted events with the version they were built on, then snapshots
@@ -476,6 +494,7 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 inner.counters.snapshot_failed(A::TYPE, mode.as_str());
+                tracing::Span::current().record("snapshot", "failed");
                 tracing::warn!(
                     error = &error as &dyn std::error::Error,
                     "cannot capture a snapshot; the save succeeded"

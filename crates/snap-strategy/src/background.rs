@@ -161,8 +161,11 @@ impl fmt::Debug for BackgroundSnapshotter {
 }
 
 impl BackgroundSnapshotter {
-    /// A snapshotter writing to `store`.
+    /// A snapshotter writing to `store`. A capacity or concurrency of 0 counts as 1.
     pub fn new(store: Arc<DynSnapshotStore>, config: BackgroundConfig) -> Self {
+        let config = config
+            .queue_capacity(config.queue_capacity)
+            .max_concurrency(config.max_concurrency);
         let shared = Arc::new(Shared {
             store,
             config,
@@ -190,14 +193,18 @@ impl BackgroundSnapshotter {
                 job.snapshot = snapshot;
             }
             counters.coalesced.fetch_add(1, Ordering::Relaxed);
+            drop(queue);
+            outcome(&key.0, "coalesced");
             return Scheduled::Coalesced;
         }
         if queue
             .running
             .get(&key)
-            .is_some_and(|&v| v > snapshot.version)
+            .is_some_and(|&v| v >= snapshot.version)
         {
             counters.coalesced.fetch_add(1, Ordering::Relaxed);
+            drop(queue);
+            outcome(&key.0, "coalesced");
             return Scheduled::Coalesced;
         }
         if queue.pending.len() >= self.shared.config.queue_capacity {
@@ -223,6 +230,7 @@ impl BackgroundSnapshotter {
 
     fn dropped(&self, snapshot: &Snapshot, why: &str) -> Scheduled {
         self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        outcome(&snapshot.aggregate_type, "dropped");
         tracing::warn!(
             aggregate_id = %snapshot.aggregate_id,
             aggregate_type = %snapshot.aggregate_type,
@@ -283,6 +291,19 @@ impl BackgroundSnapshotter {
     }
 }
 
+/// Counts a background request's outcome in the same metric as the repository's own writes:
+/// `snap_repo_snapshot_writes_total{aggregate_type, mode="background", outcome}`, where the
+/// outcome is `ok`, `error`, `coalesced` or `dropped`.
+fn outcome(aggregate_type: &str, outcome: &'static str) {
+    metrics::counter!(
+        "snap_repo_snapshot_writes_total",
+        "aggregate_type" => aggregate_type.to_owned(),
+        "mode" => "background",
+        "outcome" => outcome
+    )
+    .increment(1);
+}
+
 /// A worker: takes the oldest queued write whose aggregate has none running, writes it, and
 /// repeats until nothing is left it may start.
 async fn work(shared: Arc<Shared>) {
@@ -319,9 +340,11 @@ async fn work(shared: Arc<Shared>) {
         match write {
             Ok((_, Ok(()))) => {
                 shared.counters.written.fetch_add(1, Ordering::Relaxed);
+                outcome(&key.0, "ok");
             }
             Ok((snapshot, Err(error))) => {
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+                outcome(&key.0, "error");
                 tracing::warn!(
                     aggregate_id = %snapshot.aggregate_id,
                     aggregate_type = %snapshot.aggregate_type,
@@ -332,6 +355,7 @@ async fn work(shared: Arc<Shared>) {
             }
             Err(join_error) => {
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+                outcome(&key.0, "error");
                 tracing::warn!(
                     aggregate_id = %key.1,
                     aggregate_type = %key.0,

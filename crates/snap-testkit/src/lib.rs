@@ -200,6 +200,7 @@ macro_rules! repository_conformance {
             archived_history_is_an_error,
             invalid_configuration_is_refused,
             migrated_snapshot_is_used,
+            unused_migrated_snapshot_is_not_stored,
             current_schema_needs_no_migration,
             incomplete_path_replays_then_snapshots_at_current_schema,
             newer_snapshot_schema_is_never_downgraded,

@@ -430,6 +430,47 @@ pub async fn migrated_snapshot_is_used<H: RepositoryHarness>(h: &H) {
     assert_eq!(v3.stats().snapshots_migrated, 1);
 }
 
+/// A migrated snapshot is stored again only when the load used it: one that turns out to be
+/// ahead of the stream is neither counted as migrated nor re-saved.
+pub async fn unused_migrated_snapshot_is_not_stored<H: RepositoryHarness>(h: &H) {
+    let rig = Rig::open(h, 1).await;
+    let id = Uuid::new_v4();
+    let v1 = rig.repo::<AccountV1>(Never, SnapshotMode::Sync);
+    let mut root = v1.create_new(id);
+    commit(&v1, &mut root, history("ada", 2)).await;
+    let ahead = AccountV1 {
+        owner: "ada".into(),
+        balance: 99,
+        deposits: 9,
+        closed: false,
+    };
+    let snapshot = Snapshot::new(id, "Account", 10, serde_json::to_value(&ahead).unwrap(), 1);
+    rig.snapshots.save_snapshot(&snapshot).await.unwrap();
+    let v2 = rig
+        .builder::<AccountV2>()
+        .migrations(MigrationChain::new(vec![to_v2()], 2).unwrap())
+        .build()
+        .unwrap();
+    let loaded = v2.load(id).await.expect("load");
+    assert_same_as_replay(&rig, &loaded).await;
+    v2.await_pending_snapshots().await;
+    let stats = v2.stats();
+    assert_eq!(
+        (stats.fallbacks.snapshot_ahead, stats.snapshots_migrated),
+        (1, 0)
+    );
+    let stored = rig
+        .snapshots
+        .get_snapshot(id, "Account")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.schema_version, 1,
+        "the unused snapshot was not re-saved"
+    );
+}
+
 /// D26: a snapshot of the current schema is used as is; no migration runs.
 pub async fn current_schema_needs_no_migration<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
