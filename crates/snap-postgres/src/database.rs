@@ -164,6 +164,7 @@ pub(crate) struct SnapshotSql {
     pub(crate) delete: SqlStr,
     pub(crate) exists: SqlStr,
     pub(crate) delete_by_type: SqlStr,
+    pub(crate) promote_history: SqlStr,
 }
 
 /// Statements of the event store.
@@ -198,13 +199,9 @@ impl SnapshotSql {
         let cols = "version, schema_version, state, created_at";
         let key = KEY;
         Self {
-            get_latest: sql(format!(
-                "SELECT {cols} FROM (
-                    SELECT {cols} FROM {s}.snapshots WHERE {key}
-                    UNION ALL
-                    (SELECT {cols} FROM {s}.snapshot_history WHERE {key} ORDER BY version DESC LIMIT 1)
-                 ) AS found ORDER BY version DESC LIMIT 1"
-            )),
+            // The latest retained snapshot is always in `snapshots` (saves write it there and
+            // delete_by_type promotes the newest history row when it removes the latest).
+            get_latest: sql(format!("SELECT {cols} FROM {s}.snapshots WHERE {key}")),
             get_at: sql(format!(
                 "SELECT {cols} FROM (
                     SELECT {cols} FROM {s}.snapshots WHERE {key} AND version <= $3
@@ -276,6 +273,27 @@ impl SnapshotSql {
                                 WHERE aggregate_type = $1 AND ($2::bigint IS NULL OR schema_version < $2)
                                 RETURNING 1)
                  SELECT (SELECT count(*) FROM latest) + (SELECT count(*) FROM older)"
+            )),
+            promote_history: sql(format!(
+                "WITH promoted AS (
+                     DELETE FROM {s}.snapshot_history h
+                     WHERE h.aggregate_type = $1
+                       AND NOT EXISTS (SELECT 1 FROM {s}.snapshots l
+                                       WHERE l.aggregate_type = h.aggregate_type
+                                         AND l.aggregate_id = h.aggregate_id)
+                       AND h.version = (SELECT max(m.version) FROM {s}.snapshot_history m
+                                        WHERE m.aggregate_type = h.aggregate_type
+                                          AND m.aggregate_id = h.aggregate_id)
+                     RETURNING h.aggregate_type, h.aggregate_id, h.version, h.schema_version,
+                               h.state, h.created_at)
+                 INSERT INTO {s}.snapshots (aggregate_type, aggregate_id, {cols})
+                 SELECT aggregate_type, aggregate_id, {cols} FROM promoted
+                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET
+                     version = EXCLUDED.version,
+                     schema_version = EXCLUDED.schema_version,
+                     state = EXCLUDED.state,
+                     created_at = EXCLUDED.created_at
+                 WHERE snapshots.version < EXCLUDED.version"
             )),
         }
     }

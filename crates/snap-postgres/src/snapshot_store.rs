@@ -295,11 +295,22 @@ impl SnapshotStore for PostgresSnapshotStore {
         let deleted: i64 = self
             .database
             .retry(|pool| async move {
-                sqlx::query_scalar(sql.delete_by_type.clone())
+                let mut tx = pool.begin().await?;
+                let deleted = sqlx::query_scalar(sql.delete_by_type.clone())
                     .bind(aggregate_type)
                     .bind(below)
-                    .fetch_one(&pool)
-                    .await
+                    .fetch_one(&mut *tx)
+                    .await?;
+                // A schema bound may remove an aggregate's latest snapshot and keep older ones
+                // of a newer schema: the newest of those becomes the latest.
+                if below.is_some() {
+                    sqlx::query(sql.promote_history.clone())
+                        .bind(aggregate_type)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(deleted)
             })
             .await
             .map_err(|e| pg_error(e, "delete_snapshots_by_type"))?;
