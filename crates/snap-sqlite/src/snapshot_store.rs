@@ -50,6 +50,28 @@ impl SqliteSnapshotStore {
         self
     }
 
+    /// The highest retained snapshot at or below `max_version`.
+    async fn get_at(
+        &self,
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        max_version: u64,
+    ) -> Result<Option<Snapshot>, SnapshotError> {
+        validate::aggregate_type(aggregate_type)?;
+        let aggregate_type = aggregate_type.to_owned();
+        let max_version = version_to_sql(max_version);
+        self.run(move |connection| {
+            query_one(
+                connection,
+                GET_AT,
+                aggregate_id,
+                aggregate_type,
+                max_version,
+            )
+        })
+        .await
+    }
+
     /// The database this store writes to.
     pub fn database(&self) -> &SqliteDatabase {
         &self.database
@@ -65,17 +87,25 @@ impl SqliteSnapshotStore {
 }
 
 fn decode(id: Uuid, aggregate_type: String, row: &Row<'_>) -> Result<Snapshot, SnapshotError> {
-    let decoded = (|| -> Result<Snapshot, BoxError> {
-        Ok(Snapshot {
-            aggregate_id: id,
-            version: version_from_sql(row.get_ref(0)?)?,
-            schema_version: schema_from_sql(row.get_ref(1)?)?,
-            state: object_from_sql(row.get_ref(2)?)?,
-            created_at: timestamp_from_sql(row.get_ref(3)?)?,
-            aggregate_type: aggregate_type.clone(),
-        })
+    let fields = (|| -> Result<_, BoxError> {
+        Ok((
+            version_from_sql(row.get_ref(0)?)?,
+            schema_from_sql(row.get_ref(1)?)?,
+            object_from_sql(row.get_ref(2)?)?,
+            timestamp_from_sql(row.get_ref(3)?)?,
+        ))
     })();
-    decoded.map_err(|source| SnapshotError::deserialization(id, aggregate_type, source))
+    match fields {
+        Ok((version, schema_version, state, created_at)) => Ok(Snapshot {
+            aggregate_id: id,
+            aggregate_type,
+            version,
+            state,
+            schema_version,
+            created_at,
+        }),
+        Err(source) => Err(SnapshotError::deserialization(id, aggregate_type, source)),
+    }
 }
 
 fn query_one(
@@ -88,10 +118,11 @@ fn query_one(
     let mut statement = connection
         .prepare_cached(sql)
         .map_err(|e| sqlite_error(e, "prepare get_snapshot"))?;
+    let mut id_text = Uuid::encode_buffer();
     let mut rows = statement
         .query(params![
             aggregate_type,
-            id.hyphenated().to_string(),
+            &*id.hyphenated().encode_lower(&mut id_text),
             max_version
         ])
         .map_err(|e| sqlite_error(e, "get_snapshot"))?;
@@ -150,8 +181,7 @@ impl SnapshotStore for SqliteSnapshotStore {
         aggregate_id: Uuid,
         aggregate_type: &str,
     ) -> Result<Option<Snapshot>, SnapshotError> {
-        self.get_snapshot_at(aggregate_id, aggregate_type, u64::MAX)
-            .await
+        self.get_at(aggregate_id, aggregate_type, u64::MAX).await
     }
 
     async fn get_snapshot_at(
@@ -160,19 +190,7 @@ impl SnapshotStore for SqliteSnapshotStore {
         aggregate_type: &str,
         max_version: u64,
     ) -> Result<Option<Snapshot>, SnapshotError> {
-        validate::aggregate_type(aggregate_type)?;
-        let aggregate_type = aggregate_type.to_owned();
-        let max_version = version_to_sql(max_version);
-        self.run(move |connection| {
-            query_one(
-                connection,
-                GET_AT,
-                aggregate_id,
-                aggregate_type,
-                max_version,
-            )
-        })
-        .await
+        self.get_at(aggregate_id, aggregate_type, max_version).await
     }
 
     async fn delete_snapshot(
