@@ -172,6 +172,7 @@ pub(crate) struct SnapshotSql {
 pub(crate) struct EventSql {
     pub(crate) append: SqlStr,
     pub(crate) load: SqlStr,
+    pub(crate) load_page: SqlStr,
     pub(crate) current_version: SqlStr,
     pub(crate) event_id_at: SqlStr,
 }
@@ -319,6 +320,10 @@ impl EventSql {
             load: sql(format!(
                 "SELECT version, event_id, event_type, payload, metadata, recorded_at FROM {s}.events
                  WHERE {key} AND version > $3 AND version <= $4 ORDER BY version"
+            )),
+            load_page: sql(format!(
+                "SELECT version, event_id, event_type, payload, metadata, recorded_at FROM {s}.events
+                 WHERE {key} AND version > $3 AND version <= $4 ORDER BY version LIMIT $5"
             )),
             current_version: sql(format!(
                 "SELECT COALESCE(MAX(version), 0) FROM {s}.events WHERE {key}"
