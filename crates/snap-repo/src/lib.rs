@@ -52,5 +52,5 @@ mod repository;
 mod stats;
 
 pub use error::{BuildError, RepositoryError};
-pub use repository::{AggregateRepository, RepositoryBuilder};
+pub use repository::{AggregateRepository, RepositoryBuilder, SnapshotCheck};
 pub use stats::{FallbackReason, FallbackStats, RepositoryStats};

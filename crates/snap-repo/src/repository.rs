@@ -1,10 +1,11 @@
 //! The aggregate repository: load through a snapshot, save with a strategy.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use snap_core::{
     Aggregate, AggregateRoot, DynEventStore, DynSnapshotStore, EventStore, MigrationChain,
@@ -44,6 +45,7 @@ struct Inner<A, E> {
     mode: SnapshotMode,
     chain: MigrationChain,
     background: Option<BackgroundSnapshotter>,
+    snapshot_timeout: Option<Duration>,
     counters: Counters,
     aggregate: PhantomData<fn() -> A>,
 }
@@ -76,6 +78,7 @@ pub struct RepositoryBuilder<A: Aggregate, E: EventStore> {
     mode: SnapshotMode,
     chain: Option<MigrationChain>,
     background: BackgroundConfig,
+    snapshot_timeout: Option<Duration>,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -128,6 +131,16 @@ impl<A: Aggregate, E: EventStore> RepositoryBuilder<A, E> {
         self
     }
 
+    /// How long a load waits for the snapshot store before it gives up on the snapshot and
+    /// replays the stream (counted as a store error), and how long a sync-mode save waits for
+    /// its snapshot write (counted as a failed write; the save still succeeds). Default: no
+    /// limit. Needs a tokio runtime with the time driver enabled.
+    #[must_use]
+    pub fn snapshot_timeout(mut self, limit: Duration) -> Self {
+        self.snapshot_timeout = Some(limit);
+        self
+    }
+
     /// Queue and concurrency limits of the background writer.
     #[must_use]
     pub fn background(mut self, config: BackgroundConfig) -> Self {
@@ -171,6 +184,7 @@ impl<A: Aggregate, E: EventStore> RepositoryBuilder<A, E> {
                 mode: self.mode,
                 chain,
                 background,
+                snapshot_timeout: self.snapshot_timeout,
                 counters: Counters::default(),
                 aggregate: PhantomData,
             }),
@@ -189,9 +203,37 @@ impl<A: Aggregate> AggregateRepository<A> {
             mode: SnapshotMode::Sync,
             chain: None,
             background: BackgroundConfig::default(),
+            snapshot_timeout: None,
             aggregate: PhantomData,
         }
     }
+}
+
+/// What [`AggregateRepository::verify_snapshot`] found.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SnapshotCheck {
+    /// No snapshot is stored (or the repository has no snapshot store).
+    NoSnapshot,
+    /// The snapshot equals the state a replay to its version builds.
+    Matches {
+        /// The snapshot's version.
+        version: u64,
+    },
+    /// The snapshot differs from the replay: loads through it return a state no replay gives.
+    Mismatch {
+        /// The snapshot's version.
+        version: u64,
+        /// The snapshot's state, migrated to the current schema, as JSON.
+        snapshot: serde_json::Value,
+        /// The replayed state at that version, as JSON.
+        replayed: serde_json::Value,
+    },
+    /// Loads cannot use the snapshot and already fall back to a full replay.
+    Unusable {
+        /// Why.
+        reason: FallbackReason,
+    },
 }
 
 /// Where a load started.
@@ -266,6 +308,8 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             let head = self.inner.events.current_version(id, A::TYPE).await?;
             if head < start.root.version() {
                 tracing::warn!(
+                    aggregate_id = %id,
+                    aggregate_type = A::TYPE,
                     snapshot_version = start.root.version(),
                     head,
                     "snapshot is ahead of the event stream; replaying the stream"
@@ -329,15 +373,28 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         let Some(store) = &self.inner.snapshots else {
             return Start::replay(id, FallbackReason::NoSnapshot);
         };
-        let found = match at {
-            Some(version) => store.get_snapshot_at(id, A::TYPE, version).await,
-            None => store.get_snapshot(id, A::TYPE).await,
+        let read = async {
+            match at {
+                Some(version) => store.get_snapshot_at(id, A::TYPE, version).await,
+                None => store.get_snapshot(id, A::TYPE).await,
+            }
+        };
+        let Some(found) = self.within_timeout(read).await else {
+            tracing::warn!(
+                aggregate_id = %id,
+                aggregate_type = A::TYPE,
+                timeout = ?self.inner.snapshot_timeout,
+                "snapshot read timed out; replaying the stream"
+            );
+            return Start::replay(id, FallbackReason::StoreError);
         };
         let snapshot = match found {
             Ok(Some(snapshot)) => snapshot,
             Ok(None) => return Start::replay(id, FallbackReason::NoSnapshot),
             Err(error @ SnapshotError::Deserialization { .. }) => {
                 tracing::warn!(
+                    aggregate_id = %id,
+                    aggregate_type = A::TYPE,
                     error = &error as &dyn std::error::Error,
                     "corrupt snapshot; replaying the stream"
                 );
@@ -345,6 +402,8 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             }
             Err(error) => {
                 tracing::warn!(
+                    aggregate_id = %id,
+                    aggregate_type = A::TYPE,
                     error = &error as &dyn std::error::Error,
                     "snapshot store failed; replaying the stream"
                 );
@@ -358,6 +417,14 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
                 migrated,
             },
             Err(reason) => Start::replay(id, reason),
+        }
+    }
+
+    /// Runs a snapshot store call within the configured timeout; `None` if it ran out.
+    async fn within_timeout<T>(&self, call: impl Future<Output = T>) -> Option<T> {
+        match self.inner.snapshot_timeout {
+            Some(limit) => tokio::time::timeout(limit, call).await.ok(),
+            None => Some(call.await),
         }
     }
 
@@ -496,6 +563,8 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
                 inner.counters.snapshot_failed(A::TYPE, mode.as_str());
                 tracing::Span::current().record("snapshot", "failed");
                 tracing::warn!(
+                    aggregate_id = %root.id(),
+                    aggregate_type = A::TYPE,
                     error = &error as &dyn std::error::Error,
                     "cannot capture a snapshot; the save succeeded"
                 );
@@ -504,7 +573,15 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         };
         let version = snapshot.version;
         match mode {
-            SnapshotMode::Sync => match store.save_snapshot(&snapshot).await {
+            SnapshotMode::Sync => match self
+                .within_timeout(store.save_snapshot(&snapshot))
+                .await
+                .unwrap_or_else(|| {
+                    Err(SnapshotError::backend(
+                        "repository",
+                        "the snapshot write timed out",
+                    ))
+                }) {
                 Ok(()) => {
                     inner.counters.snapshot_written(A::TYPE, "sync");
                     root.note_snapshot(version);
@@ -513,6 +590,9 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
                 Err(error) => {
                     inner.counters.snapshot_failed(A::TYPE, "sync");
                     tracing::warn!(
+                        aggregate_id = %root.id(),
+                        aggregate_type = A::TYPE,
+                        version,
                         error = &error as &dyn std::error::Error,
                         "snapshot write failed; the save succeeded"
                     );
@@ -528,6 +608,63 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
                 }
             }
             SnapshotMode::Manual => {}
+        }
+    }
+
+    /// Checks the latest snapshot against the events: restores it (migrating it as a load
+    /// would), replays the stream up to the snapshot's version, and compares the two states as
+    /// JSON. A [`SnapshotCheck::Mismatch`] means loads are returning a state no replay gives,
+    /// typically because `apply` changed without a `SCHEMA_VERSION` bump: bump the schema
+    /// version or delete the snapshots of the type. Nothing is written.
+    pub async fn verify_snapshot(&self, id: Uuid) -> Result<SnapshotCheck, RepositoryError> {
+        let Some(store) = &self.inner.snapshots else {
+            return Ok(SnapshotCheck::NoSnapshot);
+        };
+        let snapshot = match store.get_snapshot(id, A::TYPE).await {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return Ok(SnapshotCheck::NoSnapshot),
+            Err(SnapshotError::Deserialization { .. }) => {
+                return Ok(SnapshotCheck::Unusable {
+                    reason: FallbackReason::CorruptSnapshot,
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let restored = match self.restore(id, &snapshot) {
+            Ok((root, _)) => root,
+            Err(reason) => return Ok(SnapshotCheck::Unusable { reason }),
+        };
+        let mut replayed = AggregateRoot::<A>::new(id);
+        self.replay(&mut replayed, Some(snapshot.version)).await?;
+        if replayed.version() < snapshot.version {
+            return Ok(SnapshotCheck::Unusable {
+                reason: FallbackReason::SnapshotAhead,
+            });
+        }
+        let as_json = |state: &A| {
+            serde_json::to_value(state).map_err(|source| RepositoryError::Serialization {
+                aggregate_id: id,
+                aggregate_type: A::TYPE.to_owned(),
+                source,
+            })
+        };
+        let (snapshot_state, replayed_state) =
+            (as_json(restored.state())?, as_json(replayed.state())?);
+        let version = snapshot.version;
+        if snapshot_state == replayed_state {
+            Ok(SnapshotCheck::Matches { version })
+        } else {
+            tracing::warn!(
+                aggregate_id = %id,
+                aggregate_type = A::TYPE,
+                version,
+                "snapshot differs from a replay of the events"
+            );
+            Ok(SnapshotCheck::Mismatch {
+                version,
+                snapshot: snapshot_state,
+                replayed: replayed_state,
+            })
         }
     }
 

@@ -186,3 +186,21 @@ pub fn history(owner: &str, deposits: u64) -> Vec<AccountEvent> {
     }))
     .collect()
 }
+
+/// Schema 1 code whose `apply` changed without a schema bump: deposits count double. Its
+/// snapshots disagree with a replay of the same events by [`AccountV1`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DriftedAccount(pub AccountV1);
+
+impl Aggregate for DriftedAccount {
+    const TYPE: &'static str = "Account";
+    type Event = AccountEvent;
+
+    fn apply(&mut self, event: &AccountEvent) {
+        self.0.apply(event);
+        if let AccountEvent::Deposited { amount } = event {
+            self.0.balance += amount;
+        }
+    }
+}

@@ -19,6 +19,10 @@ pub struct FaultySnapshotStore<S> {
     fail_gets: AtomicBool,
     corrupt_gets: AtomicBool,
     fail_saves: AtomicBool,
+    fail_every: AtomicU64,
+    calls: AtomicU64,
+    injected: AtomicU64,
+    get_delay_ms: AtomicU64,
     open: watch::Sender<bool>,
     written: Mutex<Vec<Snapshot>>,
 }
@@ -31,6 +35,10 @@ impl<S: SnapshotStore> FaultySnapshotStore<S> {
             fail_gets: AtomicBool::new(false),
             corrupt_gets: AtomicBool::new(false),
             fail_saves: AtomicBool::new(false),
+            fail_every: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+            get_delay_ms: AtomicU64::new(0),
             open: watch::Sender::new(true),
             written: Mutex::new(Vec::new()),
         }
@@ -56,6 +64,34 @@ impl<S: SnapshotStore> FaultySnapshotStore<S> {
         self.fail_saves.store(on, Ordering::SeqCst);
     }
 
+    /// Every `k`-th read or write fails with a backend error (0: none).
+    pub fn fail_every(&self, k: u64) {
+        self.fail_every.store(k, Ordering::SeqCst);
+    }
+
+    /// Reads take this long before they answer.
+    pub fn delay_gets(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.get_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// How many failures the wrapper injected (outages, corrupt rows, failed writes).
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::SeqCst)
+    }
+
+    /// Whether this call is one of every `k`.
+    fn unlucky(&self) -> bool {
+        let k = self.fail_every.load(Ordering::SeqCst);
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        k > 0 && call.is_multiple_of(k)
+    }
+
+    fn inject<T>(&self, error: SnapshotError) -> Result<T, SnapshotError> {
+        self.injected.fetch_add(1, Ordering::SeqCst);
+        Err(error)
+    }
+
     /// Closes the gate: writes wait until [`open_gate`](Self::open_gate).
     pub fn close_gate(&self) {
         self.open.send_replace(false);
@@ -79,12 +115,16 @@ impl<S: SnapshotStore> FaultySnapshotStore<S> {
         self.written().iter().map(|s| s.version).collect()
     }
 
-    fn read_fault(&self, id: Uuid, aggregate_type: &str) -> Result<(), SnapshotError> {
-        if self.fail_gets.load(Ordering::SeqCst) {
-            return Err(SnapshotError::backend("faulty", "injected outage"));
+    async fn read_fault(&self, id: Uuid, aggregate_type: &str) -> Result<(), SnapshotError> {
+        let delay = self.get_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        if self.fail_gets.load(Ordering::SeqCst) || self.unlucky() {
+            return self.inject(SnapshotError::backend("faulty", "injected outage"));
         }
         if self.corrupt_gets.load(Ordering::SeqCst) {
-            return Err(SnapshotError::deserialization(
+            return self.inject(SnapshotError::deserialization(
                 id,
                 aggregate_type,
                 "injected corrupt row",
@@ -100,8 +140,8 @@ impl<S: SnapshotStore> SnapshotStore for FaultySnapshotStore<S> {
         let mut open = self.open.subscribe();
         // The sender lives in self, so the wait ends when the gate opens.
         let _ = open.wait_for(|open| *open).await;
-        if self.fail_saves.load(Ordering::SeqCst) {
-            return Err(SnapshotError::backend("faulty", "injected write failure"));
+        if self.fail_saves.load(Ordering::SeqCst) || self.unlucky() {
+            return self.inject(SnapshotError::backend("faulty", "injected write failure"));
         }
         self.inner.save_snapshot(snapshot).await?;
         self.written
@@ -116,7 +156,7 @@ impl<S: SnapshotStore> SnapshotStore for FaultySnapshotStore<S> {
         id: Uuid,
         aggregate_type: &str,
     ) -> Result<Option<Snapshot>, SnapshotError> {
-        self.read_fault(id, aggregate_type)?;
+        self.read_fault(id, aggregate_type).await?;
         self.inner.get_snapshot(id, aggregate_type).await
     }
 
@@ -126,7 +166,7 @@ impl<S: SnapshotStore> SnapshotStore for FaultySnapshotStore<S> {
         aggregate_type: &str,
         max_version: u64,
     ) -> Result<Option<Snapshot>, SnapshotError> {
-        self.read_fault(id, aggregate_type)?;
+        self.read_fault(id, aggregate_type).await?;
         self.inner
             .get_snapshot_at(id, aggregate_type, max_version)
             .await

@@ -5,13 +5,17 @@ use std::future::Future;
 use std::sync::Arc;
 
 use snap_core::{Aggregate, AggregateRoot, EventStore, MigrationChain, Snapshot, SnapshotStore};
-use snap_repo::{AggregateRepository, BuildError, RepositoryBuilder, RepositoryError};
+use snap_repo::{
+    AggregateRepository, BuildError, FallbackReason, RepositoryBuilder, RepositoryError,
+    SnapshotCheck,
+};
 use snap_strategy::{Hybrid, Never, ReplayBudget, SnapshotMode, Threshold};
 use uuid::Uuid;
 
 use crate::RepositoryHarness;
 use crate::accounts::{
-    AccountEvent, AccountV1, AccountV2, AccountV3, failing_to_v2, history, to_v2, to_v3,
+    AccountEvent, AccountV1, AccountV2, AccountV3, DriftedAccount, failing_to_v2, history, to_v2,
+    to_v3,
 };
 use crate::faults::{FaultySnapshotStore, RecordingEventStore};
 
@@ -372,6 +376,142 @@ pub async fn invalid_configuration_is_refused<H: RepositoryHarness>(h: &H) {
     );
 }
 
+/// A snapshot read slower than the repository's timeout is abandoned: the load replays and
+/// counts a store error.
+pub async fn slow_snapshot_reads_time_out_into_replay<H: RepositoryHarness>(h: &H) {
+    let rig = Rig::open(h, 1).await;
+    let id = account_with_snapshot(&rig, 12, 10).await;
+    rig.snapshots.delay_gets(std::time::Duration::from_secs(30));
+    let repo = rig
+        .builder::<AccountV1>()
+        .snapshot_timeout(std::time::Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let loaded = repo
+        .load(id)
+        .await
+        .expect("a slow snapshot store never fails a load");
+    assert_eq!(repo.stats().fallbacks.store_error, 1);
+    rig.snapshots.delay_gets(std::time::Duration::ZERO);
+    assert_same_as_replay(&rig, &loaded).await;
+}
+
+/// A snapshot store that fails every third call: every load still returns the state of a
+/// full replay, every save commits, and every injected failure is counted.
+pub async fn flaky_snapshot_store_never_breaks_loads_or_saves<H: RepositoryHarness>(h: &H) {
+    let rig = Rig::open(h, 1).await;
+    rig.snapshots.fail_every(3);
+    let repo = rig.repo::<AccountV1>(Threshold(2), SnapshotMode::Sync);
+    let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    for id in &ids {
+        let mut root = repo.create_new(*id);
+        commit(&repo, &mut root, history("ada", 0)).await;
+    }
+    for round in 0..15_i64 {
+        for id in &ids {
+            let mut root = repo.load(*id).await.expect("load");
+            commit(&repo, &mut root, [deposit(round + 1)]).await;
+        }
+    }
+    for id in &ids {
+        let loaded = repo.load(*id).await.expect("load");
+        assert_eq!(loaded.version(), 16);
+        assert_same_as_replay(&rig, &loaded).await;
+    }
+    let stats = repo.stats();
+    assert!(rig.snapshots.injected() > 10, "failures were injected");
+    assert_eq!(
+        stats.fallbacks.store_error + stats.snapshot_failures,
+        rig.snapshots.injected(),
+        "every injected failure is counted: {stats:?}"
+    );
+}
+
+/// 32 tasks run 200 commands each on 8 aggregates through one repository in background
+/// mode, reloading and retrying on `Concurrency`. Every command lands exactly once, every
+/// aggregate loads to the state of a full replay, and no stored snapshot ever moves back.
+pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness>(h: &H) {
+    const TASKS: usize = 32;
+    const COMMANDS: usize = 200;
+    const AGGREGATES: usize = 8;
+    let rig = Rig::open(h, 1).await;
+    let repo = rig.repo::<AccountV1>(Threshold(5), SnapshotMode::Background);
+    let ids: Vec<Uuid> = (0..AGGREGATES).map(|_| Uuid::new_v4()).collect();
+    for id in &ids {
+        let mut root = repo.create_new(*id);
+        commit(&repo, &mut root, history("ada", 0)).await;
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn({
+        let (snapshots, ids, done) = (Arc::clone(&rig.snapshots), ids.clone(), Arc::clone(&done));
+        async move {
+            let mut highest = vec![0_u64; ids.len()];
+            let mut samples = 0_u64;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                for (i, id) in ids.iter().enumerate() {
+                    let Ok(found) = snapshots.get_snapshot(*id, "Account").await else {
+                        continue;
+                    };
+                    let version = found.map_or(0, |s| s.version);
+                    assert!(
+                        version >= highest[i],
+                        "a snapshot moved back from {} to {version}",
+                        highest[i]
+                    );
+                    highest[i] = version;
+                    samples += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            samples
+        }
+    });
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let (repo, ids) = (repo.clone(), ids.clone());
+            tokio::spawn(async move {
+                let mut conflicts = 0_u64;
+                for command in 0..COMMANDS {
+                    let id = ids[(task + command) % AGGREGATES];
+                    loop {
+                        let mut root = repo.load(id).await.expect("load");
+                        root.record(deposit(1));
+                        match repo.save(&mut root).await {
+                            Ok(_) => break,
+                            Err(RepositoryError::Concurrency { .. }) => conflicts += 1,
+                            Err(other) => panic!("save failed: {other:?}"),
+                        }
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    let mut conflicts = 0;
+    for task in tasks {
+        conflicts += task.await.expect("a command task");
+    }
+    repo.await_pending_snapshots().await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reads = sampler.await.expect("the sampler");
+    assert!(reads > 0, "the snapshot versions were sampled");
+    let per_aggregate = (TASKS * COMMANDS / AGGREGATES) as u64;
+    for id in &ids {
+        let loaded = repo.load(*id).await.expect("load");
+        assert_eq!(
+            loaded.version(),
+            1 + per_aggregate,
+            "every command landed once"
+        );
+        assert_eq!(
+            loaded.state().balance,
+            i64::try_from(per_aggregate).unwrap()
+        );
+        assert_same_as_replay(&rig, &loaded).await;
+    }
+    assert_eq!(repo.stats().conflicts, conflicts);
+}
+
 // --- D. Schema versioning and migration --------------------------------------------------
 
 /// D25: a schema 1 snapshot read by schema 2 and 3 code is migrated step by step, used, and
@@ -560,6 +700,50 @@ pub async fn undeserialisable_state_replays<H: RepositoryHarness>(h: &H) {
     let loaded = repo.load(id).await.expect("load");
     assert_same_as_replay(&rig, &loaded).await;
     assert_eq!(repo.stats().fallbacks.restore_failure, 1);
+}
+
+/// `verify_snapshot` finds a snapshot that disagrees with the events (an `apply` changed
+/// without a schema bump), confirms one that agrees, and reports unusable ones.
+pub async fn verify_snapshot_detects_drift<H: RepositoryHarness>(h: &H) {
+    let rig = Rig::open(h, 1).await;
+    let drifted = rig.repo::<DriftedAccount>(Threshold(5), SnapshotMode::Sync);
+    let id = Uuid::new_v4();
+    assert_eq!(
+        drifted.verify_snapshot(id).await.unwrap(),
+        SnapshotCheck::NoSnapshot
+    );
+    let mut root = drifted.create_new(id);
+    commit(&drifted, &mut root, history("ada", 4)).await;
+    commit(&drifted, &mut root, [deposit(10)]).await;
+    let v1 = rig.repo::<AccountV1>(Threshold(5), SnapshotMode::Sync);
+    match v1.verify_snapshot(id).await.unwrap() {
+        SnapshotCheck::Mismatch {
+            version,
+            snapshot,
+            replayed,
+        } => {
+            assert_eq!(version, 5);
+            assert_eq!(
+                (snapshot["balance"].clone(), replayed["balance"].clone()),
+                (20.into(), 10.into())
+            );
+        }
+        other => panic!("drift not found: {other:?}"),
+    }
+    // A load trusts the snapshot; the fix is a snapshot of the replayed state.
+    let fixed = rig.replay::<AccountV1>().load_at(id, 5).await.unwrap();
+    v1.create_snapshot(&fixed).await.unwrap();
+    assert_eq!(
+        v1.verify_snapshot(id).await.unwrap(),
+        SnapshotCheck::Matches { version: 5 }
+    );
+    rig.snapshots.corrupt_gets(true);
+    assert_eq!(
+        v1.verify_snapshot(id).await.unwrap(),
+        SnapshotCheck::Unusable {
+            reason: FallbackReason::CorruptSnapshot
+        }
+    );
 }
 
 // --- E. Load and save ---------------------------------------------------------------------
