@@ -50,11 +50,13 @@ pub mod accounts;
 pub mod event_store;
 pub mod faults;
 pub mod fixtures;
+mod hostile;
 mod invariant;
 mod model;
 pub mod repository;
 pub mod snapshot_store;
 
+pub use hostile::{event_store_survives_hostile_input, snapshot_store_survives_hostile_input};
 pub use invariant::repository_matches_full_replay;
 pub use model::{event_store_matches_model, snapshot_store_matches_model};
 
@@ -183,6 +185,11 @@ macro_rules! snapshot_store_conformance {
         fn snapshot_store_matches_model() {
             $crate::snapshot_store_matches_model(&$harness);
         }
+
+        #[test]
+        fn snapshot_store_survives_hostile_input() {
+            $crate::snapshot_store_survives_hostile_input(&$harness);
+        }
     };
 }
 
@@ -260,6 +267,11 @@ macro_rules! event_store_conformance {
         #[test]
         fn event_store_matches_model() {
             $crate::event_store_matches_model(&$harness);
+        }
+
+        #[test]
+        fn event_store_survives_hostile_input() {
+            $crate::event_store_survives_hostile_input(&$harness);
         }
     };
 }
