@@ -18,12 +18,18 @@ fn snapshot(id: Uuid, version: u64) -> Snapshot {
     Snapshot::new(id, "Account", version, json!({"version": version}), 1)
 }
 
-/// Ends every server connection the tests' pools opened, as an operator or a failover would.
 /// The application name of the pool whose connections the recovery test kills; no other
 /// test uses it, so the kills never reach a test running alongside.
 const DOOMED_APPLICATION: &str = "snap-es-test-killed";
 
+/// Ends every server connection of the recovery test's pool, as an operator or a failover
+/// would.
 async fn kill_pool_connections() -> i64 {
+    kill_connections_of(DOOMED_APPLICATION).await
+}
+
+/// Ends every server connection opened with this application name.
+async fn kill_connections_of(application: &str) -> i64 {
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&support::database_url())
         .await
         .expect("an admin connection");
@@ -31,7 +37,7 @@ async fn kill_pool_connections() -> i64 {
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
          WHERE application_name = $1 AND pid <> pg_backend_pid()) AS killed",
     )
-    .bind(DOOMED_APPLICATION)
+    .bind(application)
     .fetch_one(&mut admin)
     .await
     .expect("pg_terminate_backend")
@@ -294,4 +300,113 @@ async fn a_hundred_events_append_in_one_statement() {
             .collect::<Vec<_>>(),
         (0..100).collect::<Vec<_>>()
     );
+}
+
+/// Connections are terminated over and over while four accounts are saved through a
+/// repository that snapshots every third version: every save reported as committed is
+/// stored, no append is half-written, the pool recovers, and every account loads to the state
+/// of a full replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_connections_during_saves_lose_nothing() {
+    use snap_repo::{AggregateRepository, RepositoryError};
+    use snap_strategy::{SnapshotMode, Threshold};
+    use snap_testkit::accounts::{AccountEvent, AccountV1};
+
+    const APPLICATION: &str = "snap-es-test-killed-writer";
+    const KILLS: usize = 30;
+    let harness = PgHarness::new();
+    if harness.is_unavailable() {
+        return;
+    }
+    let database = harness
+        .options()
+        .application_name(APPLICATION)
+        .max_connections(3)
+        .connect()
+        .await
+        .unwrap();
+    let repo = AggregateRepository::<AccountV1>::builder(database.event_store())
+        .snapshot_store(database.snapshot_store())
+        .strategy(Threshold(3))
+        .mode(SnapshotMode::Sync)
+        .build()
+        .unwrap();
+    let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (repo, ids, done) = (repo.clone(), ids.clone(), Arc::clone(&done));
+        async move {
+            let mut committed = vec![0_u64; ids.len()];
+            let (mut saves, mut failures) = (0_u64, 0_u64);
+            let mut round = 0_u64;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                round += 1;
+                let slot = usize::try_from(round % 4).unwrap();
+                let id = ids[slot];
+                let mut root = match repo.load(id).await {
+                    Ok(root) => root,
+                    Err(RepositoryError::AggregateNotFound { .. }) => {
+                        let mut root = repo.create_new(id);
+                        root.record(AccountEvent::Opened { owner: "pg".into() });
+                        root
+                    }
+                    Err(_) => {
+                        failures += 1;
+                        continue;
+                    }
+                };
+                let amount = i64::try_from(round % 1_000).unwrap() + 1;
+                for _ in 0..=(amount % 5) {
+                    root.record(AccountEvent::Deposited { amount });
+                }
+                match repo.save(&mut root).await {
+                    Ok(version) => {
+                        committed[slot] = committed[slot].max(version);
+                        saves += 1;
+                    }
+                    // A lost connection the retries could not hide: the save may or may not
+                    // have landed, so it is not counted as committed.
+                    Err(_) => failures += 1,
+                }
+            }
+            (committed, saves, failures)
+        }
+    });
+    let mut killed = 0;
+    for _ in 0..KILLS {
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        killed += kill_connections_of(APPLICATION).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (committed, saves, failures) = writer.await.unwrap();
+    eprintln!("{killed} connections killed during {saves} saves ({failures} failed)");
+    assert!(killed >= 10, "connections were killed mid-run");
+    assert!(saves >= 10, "the writer kept going: {saves} saves");
+
+    let events = database.event_store();
+    let replay = AggregateRepository::<AccountV1>::builder(database.event_store())
+        .build()
+        .unwrap();
+    for (slot, id) in ids.iter().enumerate() {
+        let head = events.current_version(*id, "Account").await.unwrap();
+        assert!(
+            head >= committed[slot],
+            "{id}: reported {}, stored {head}",
+            committed[slot]
+        );
+        let stored = events.load(*id, "Account", 0, None).await.unwrap();
+        let versions: Vec<u64> = stored.iter().map(|e| e.version).collect();
+        assert_eq!(versions, (1..=head).collect::<Vec<_>>(), "{id}: a gap");
+        let amounts: Vec<i64> = stored
+            .iter()
+            .filter_map(|e| e.payload["Deposited"]["amount"].as_i64())
+            .collect();
+        for run in amounts.chunk_by(|a, b| a == b) {
+            let size = usize::try_from(run[0] % 5).unwrap() + 1;
+            assert_eq!(run.len() % size, 0, "{id}: a torn batch of {}", run[0]);
+        }
+        let loaded = repo.load(*id).await.unwrap();
+        assert_eq!(loaded.version(), head);
+        assert_eq!(loaded.state(), replay.load(*id).await.unwrap().state());
+    }
 }
