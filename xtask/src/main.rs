@@ -6,6 +6,7 @@
 //! cargo xtask fmt           format the workspace
 //! cargo xtask doc           build the docs with warnings denied
 //! cargo xtask bench [--backend B] [--quick] [--out DIR]   the benchmark, in release
+//! cargo xtask soak [ARGS]   fault and load cases 10x longer, 1,000 property cases, in release
 //! cargo xtask schema --backend <memory|sqlite|postgres>   print a backend's schema
 //! cargo xtask migrate --database-url URL [--schema S]    apply it (sqlite://PATH, postgres://...)
 //! ```
@@ -35,6 +36,8 @@ commands:
   bench [--backend <memory|sqlite|postgres|all>] [--quick] [--out <DIR>]
                 the benchmark in release: medians against floors measured in the same run,
                 written to DIR/results.md and DIR/results.json (default target/bench)
+  soak [ARGS]   the fault and load cases ten times longer and 1,000 cases per property
+                test, in release (SNAP_SOAK=10, SNAP_PROPTEST_CASES=1000)
   schema --backend <memory|sqlite|postgres>
                 print the schema a backend's migrate() applies
   migrate --database-url <URL> [--schema <NAME>]
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         "fmt" => cargo(&["fmt", "--all"], &[]),
         "doc" => doc(),
         "bench" => bench(rest),
+        "soak" => soak(rest),
         "schema" => flag(rest, "--backend").and_then(|backend| schema(&backend)),
         "migrate" => flag(rest, "--database-url").and_then(|url| {
             let schema = flag(rest, "--schema").ok();
@@ -192,6 +196,21 @@ fn ci_test() -> Result {
     cargo(
         &["test", "--workspace", "--all-features"],
         &[("SNAP_REQUIRE_POSTGRES", "1")],
+    )
+}
+
+/// The fault and load cases ten times longer, and the property tests with 1,000 cases each,
+/// in release: `cargo xtask soak [ARGS]`, ARGS passed to `cargo test`.
+fn soak(extra: &[String]) -> Result {
+    let mut args = vec!["test", "--release", "--workspace", "--all-features"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(
+        &args,
+        &[
+            ("SNAP_SOAK", "10"),
+            ("SNAP_PROPTEST_CASES", "1000"),
+            ("SNAP_REQUIRE_POSTGRES", "1"),
+        ],
     )
 }
 

@@ -313,7 +313,6 @@ async fn terminated_connections_during_saves_lose_nothing() {
     use snap_testkit::accounts::{AccountEvent, AccountV1};
 
     const APPLICATION: &str = "snap-es-test-killed-writer";
-    const KILLS: usize = 30;
     let harness = PgHarness::new();
     if harness.is_unavailable() {
         return;
@@ -373,7 +372,7 @@ async fn terminated_connections_during_saves_lose_nothing() {
         }
     });
     let mut killed = 0;
-    for _ in 0..KILLS {
+    for _ in 0..30 * snap_testkit::soak_factor() {
         tokio::time::sleep(std::time::Duration::from_millis(40)).await;
         killed += kill_connections_of(APPLICATION).await;
     }

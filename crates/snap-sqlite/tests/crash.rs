@@ -3,7 +3,7 @@
 //! aggregate loads to the state of a full replay.
 //!
 //! The test re-runs its own binary as the writer (`writer_until_killed`, which does nothing
-//! unless `SNAP_CRASH_DB` names a database) and kills it 20 times.
+//! unless `SNAP_CRASH_DB` names a database) and kills it 20 times (times `SNAP_SOAK`).
 
 #![cfg(unix)]
 #![allow(
@@ -23,7 +23,6 @@ use snap_strategy::{SnapshotMode, Threshold};
 use snap_testkit::accounts::{AccountEvent, AccountV1};
 use uuid::Uuid;
 
-const KILLS: usize = 20;
 const AGGREGATES: u128 = 4;
 
 fn aggregate(n: u128) -> Uuid {
@@ -103,7 +102,7 @@ async fn killed_writers_lose_nothing_committed() {
         | 1;
     eprintln!("crash test seed {seed}");
     let mut reported: BTreeMap<Uuid, u64> = BTreeMap::new();
-    for kill in 0..KILLS {
+    for kill in 0..20 * snap_testkit::soak_factor() {
         let lines_before_kill = 1 + xorshift(&mut seed) % 40;
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([

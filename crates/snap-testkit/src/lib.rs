@@ -60,6 +60,15 @@ pub use hostile::{event_store_survives_hostile_input, snapshot_store_survives_ho
 pub use invariant::repository_matches_full_replay;
 pub use model::{event_store_matches_model, snapshot_store_matches_model};
 
+/// How many times longer the fault and load cases run: `SNAP_SOAK` (default 1). `cargo xtask
+/// soak` sets it to 10.
+pub fn soak_factor() -> usize {
+    std::env::var("SNAP_SOAK").map_or(1, |v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("SNAP_SOAK must be a whole number, got {v:?}"))
+    })
+}
+
 /// Opens fresh snapshot stores for the conformance suite.
 pub trait SnapshotStoreHarness: Send + Sync {
     /// The store under test.

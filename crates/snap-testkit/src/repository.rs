@@ -432,8 +432,8 @@ pub async fn flaky_snapshot_store_never_breaks_loads_or_saves<H: RepositoryHarne
 /// aggregate loads to the state of a full replay, and no stored snapshot ever moves back.
 pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness>(h: &H) {
     const TASKS: usize = 32;
-    const COMMANDS: usize = 200;
     const AGGREGATES: usize = 8;
+    let commands = 200 * crate::soak_factor();
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<AccountV1>(Threshold(5), SnapshotMode::Background);
     let ids: Vec<Uuid> = (0..AGGREGATES).map(|_| Uuid::new_v4()).collect();
@@ -471,7 +471,7 @@ pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness>(h: &H) {
             let (repo, ids) = (repo.clone(), ids.clone());
             tokio::spawn(async move {
                 let mut conflicts = 0_u64;
-                for command in 0..COMMANDS {
+                for command in 0..commands {
                     let id = ids[(task + command) % AGGREGATES];
                     loop {
                         let mut root = repo.load(id).await.expect("load");
@@ -495,7 +495,7 @@ pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness>(h: &H) {
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let reads = sampler.await.expect("the sampler");
     assert!(reads > 0, "the snapshot versions were sampled");
-    let per_aggregate = (TASKS * COMMANDS / AGGREGATES) as u64;
+    let per_aggregate = (TASKS * commands / AGGREGATES) as u64;
     for id in &ids {
         let loaded = repo.load(*id).await.expect("load");
         assert_eq!(
