@@ -6,7 +6,8 @@ pub(crate) fn is_disconnect(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(e) => e.code().is_some_and(|code| {
-            // admin_shutdown, crash_shutdown, cannot_connect_now, connection_failure
+            // admin_shutdown, crash_shutdown, cannot_connect_now, connection_failure,
+            // connection_does_not_exist
             matches!(
                 code.as_ref(),
                 "57P01" | "57P02" | "57P03" | "08006" | "08003"

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::PostgresDatabase;
 use crate::error::{is_disconnect, is_unique_violation, pg_error};
+use crate::jsonb::Jsonb;
 
 /// An [`EventStore`] on PostgreSQL with optimistic concurrency. Clones share the pool.
 ///
@@ -199,8 +200,8 @@ impl EventStore for PostgresEventStore {
         let count = events.len() as u64;
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        let payloads: Vec<Json<&Value>> = events.iter().map(|e| Json(&e.payload)).collect();
-        let metadata: Vec<Json<&Value>> = events.iter().map(|e| Json(&e.metadata)).collect();
+        let payloads: Vec<Jsonb> = events.iter().map(|e| Jsonb::new(&e.payload)).collect();
+        let metadata: Vec<Jsonb> = events.iter().map(|e| Jsonb::new(&e.metadata)).collect();
         let (ids, types, payloads, metadata) = (&ids, &types, &payloads, &metadata);
         let sql = &self.database.sql().events;
         let result = self
@@ -223,8 +224,8 @@ impl EventStore for PostgresEventStore {
             Ok((head, _)) => {
                 let head = u64::try_from(head).unwrap_or(0);
                 // A lost reply followed by a retry lands here: if our first event is in place,
-                // the earlier try committed.
-                if head == expected_version + count
+                // the earlier try committed (and other writers may have appended since).
+                if head >= expected_version + count
                     && self
                         .holds(aggregate_id, aggregate_type, expected_version + 1, first)
                         .await

@@ -27,6 +27,7 @@
 mod database;
 mod error;
 mod event_store;
+mod jsonb;
 mod snapshot_store;
 
 pub use database::{

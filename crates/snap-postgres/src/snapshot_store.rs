@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::PostgresDatabase;
 use crate::error::pg_error;
+use crate::jsonb::Jsonb;
 
 /// A [`SnapshotStore`] on PostgreSQL.
 ///
@@ -89,7 +90,7 @@ impl PostgresSnapshotStore {
     async fn save_with_history(
         &self,
         snapshot: &Snapshot,
-        row: &Encoded<'_>,
+        row: &Encoded,
     ) -> Result<(), sqlx::Error> {
         let sql = &self.database.sql().snapshots;
         let (ty, id) = (&snapshot.aggregate_type, snapshot.aggregate_id);
@@ -130,19 +131,19 @@ impl PostgresSnapshotStore {
 }
 
 /// A snapshot's columns, encoded once and bound on every try.
-struct Encoded<'a> {
+struct Encoded {
     version: i64,
     schema_version: i64,
-    state: Json<&'a Value>,
+    state: Jsonb,
     created_at: OffsetDateTime,
 }
 
-impl<'a> Encoded<'a> {
-    fn new(snapshot: &'a Snapshot) -> Self {
+impl Encoded {
+    fn new(snapshot: &Snapshot) -> Self {
         Self {
             version: to_i64(snapshot.version),
             schema_version: i64::from(snapshot.schema_version),
-            state: Json(&snapshot.state),
+            state: Jsonb::new(&snapshot.state),
             created_at: normalize_timestamp(snapshot.created_at),
         }
     }
@@ -151,16 +152,13 @@ impl<'a> Encoded<'a> {
         &self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
         snapshot: &'q Snapshot,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>
-    where
-        'a: 'q,
-    {
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
         query
             .bind(&snapshot.aggregate_type)
             .bind(snapshot.aggregate_id)
             .bind(self.version)
             .bind(self.schema_version)
-            .bind(Json(self.state.0))
+            .bind(self.state.clone())
             .bind(self.created_at)
     }
 }
@@ -292,6 +290,8 @@ impl SnapshotStore for PostgresSnapshotStore {
         validate::aggregate_type(aggregate_type)?;
         let sql = &self.database.sql().snapshots;
         let below = schema_version_below.map(i64::from);
+        // A retry after a lost commit reply finds nothing left to delete and reports fewer
+        // rows than were removed; the rows are gone either way.
         let deleted: i64 = self
             .database
             .retry(|pool| async move {

@@ -209,6 +209,16 @@ impl<A: Aggregate> AggregateRepository<A> {
     }
 }
 
+/// The error of a snapshot store call that ran out of `snapshot_timeout`.
+fn timed_out(call: &str) -> SnapshotError {
+    SnapshotError::backend(
+        "repository",
+        format!("the snapshot {call} timed out")
+            .into_boxed_str()
+            .into_string(),
+    )
+}
+
 /// What [`AggregateRepository::verify_snapshot`] found.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -436,7 +446,7 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         snapshot: &Snapshot,
     ) -> Result<(AggregateRoot<A>, Option<Snapshot>), FallbackReason> {
         if snapshot.aggregate_id != id || snapshot.aggregate_type != A::TYPE {
-            tracing::warn!(%snapshot, "snapshot of another aggregate; replaying the stream");
+            tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, "snapshot of another aggregate; replaying the stream");
             return Err(FallbackReason::RestoreFailure);
         }
         let migrated = snapshot.schema_version != A::SCHEMA_VERSION;
@@ -447,18 +457,18 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         {
             Ok(state) => state,
             Err(error @ (MigrationError::Newer { .. } | MigrationError::NoPath { .. })) => {
-                tracing::warn!(%snapshot, error = &error as &dyn std::error::Error, "snapshot schema not usable; replaying the stream");
+                tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot schema not usable; replaying the stream");
                 return Err(FallbackReason::SchemaMismatch);
             }
             Err(error) => {
-                tracing::warn!(%snapshot, error = &error as &dyn std::error::Error, "snapshot migration failed; replaying the stream");
+                tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot migration failed; replaying the stream");
                 return Err(FallbackReason::RestoreFailure);
             }
         };
         let state: A = match serde_json::from_value(state) {
             Ok(state) => state,
             Err(error) => {
-                tracing::warn!(%snapshot, error = &error as &dyn std::error::Error, "snapshot state does not fit the aggregate; replaying the stream");
+                tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot state does not fit the aggregate; replaying the stream");
                 return Err(FallbackReason::RestoreFailure);
             }
         };
@@ -576,12 +586,8 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             SnapshotMode::Sync => match self
                 .within_timeout(store.save_snapshot(&snapshot))
                 .await
-                .unwrap_or_else(|| {
-                    Err(SnapshotError::backend(
-                        "repository",
-                        "the snapshot write timed out",
-                    ))
-                }) {
+                .unwrap_or_else(|| Err(timed_out("write")))
+            {
                 Ok(()) => {
                     inner.counters.snapshot_written(A::TYPE, "sync");
                     root.note_snapshot(version);
@@ -620,7 +626,8 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         let Some(store) = &self.inner.snapshots else {
             return Ok(SnapshotCheck::NoSnapshot);
         };
-        let snapshot = match store.get_snapshot(id, A::TYPE).await {
+        let read = self.within_timeout(store.get_snapshot(id, A::TYPE)).await;
+        let snapshot = match read.unwrap_or_else(|| Err(timed_out("read"))) {
             Ok(Some(snapshot)) => snapshot,
             Ok(None) => return Ok(SnapshotCheck::NoSnapshot),
             Err(SnapshotError::Deserialization { .. }) => {
@@ -681,7 +688,9 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             .as_ref()
             .ok_or(RepositoryError::NoSnapshotStore)?;
         let snapshot = root.to_snapshot()?;
-        store.save_snapshot(&snapshot).await?;
+        self.within_timeout(store.save_snapshot(&snapshot))
+            .await
+            .unwrap_or_else(|| Err(timed_out("write")))?;
         self.inner.counters.snapshot_written(A::TYPE, "manual");
         Ok(snapshot)
     }

@@ -1,4 +1,4 @@
-//! The whole snap-testkit conformance suite against a database file, the shared in-memory
+//! The whole snap-testkit conformance suite against a database file, a private in-memory
 //! database, and a file with every call on `spawn_blocking`.
 
 use std::path::PathBuf;

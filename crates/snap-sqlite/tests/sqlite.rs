@@ -176,9 +176,9 @@ async fn a_corrupt_snapshot_row_is_a_typed_error() {
     let dir = TempDir::new();
     let path = dir.file("corrupt.db");
     let store = SqliteDatabase::open(&path).await.unwrap().snapshot_store();
-    let (bad_json, bad_version, healthy) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let (bad_json, bad_timestamp, healthy) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let wrong_shape = Uuid::new_v4();
-    for id in [bad_json, bad_version, healthy, wrong_shape] {
+    for id in [bad_json, bad_timestamp, healthy, wrong_shape] {
         store
             .save_snapshot(&Snapshot::new(id, "Order", 4, json!({"ok": true}), 1))
             .await
@@ -194,7 +194,7 @@ async fn a_corrupt_snapshot_row_is_a_typed_error() {
     connection
         .execute(
             "UPDATE snapshots SET created_at = 'yesterday' WHERE aggregate_id = ?1",
-            [bad_version.to_string()],
+            [bad_timestamp.to_string()],
         )
         .unwrap();
     connection
@@ -203,7 +203,7 @@ async fn a_corrupt_snapshot_row_is_a_typed_error() {
             [wrong_shape.to_string()],
         )
         .unwrap();
-    for id in [bad_json, bad_version, wrong_shape] {
+    for id in [bad_json, bad_timestamp, wrong_shape] {
         match store.get_snapshot(id, "Order").await {
             Err(SnapshotError::Deserialization {
                 aggregate_id,

@@ -449,6 +449,26 @@ pub async fn load_batches_match_load<H: EventStoreHarness>(h: &H) {
     ));
 }
 
+/// Large floats in payloads and metadata come back as the same floats (see the snapshot
+/// case `large_floats_stay_floats`).
+pub async fn large_floats_in_events_stay_floats<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    let floats = crate::snapshot_store::large_floats();
+    let event = NewEvent::new("Measured", json!({ "floats": floats.clone() }))
+        .with_metadata(json!({ "floats": floats.clone() }));
+    store.append(id, ACCOUNT, 0, vec![event]).await.unwrap();
+    let loaded = load_all(&store, id, ACCOUNT).await;
+    assert_eq!(loaded[0].payload["floats"], floats);
+    assert_eq!(loaded[0].metadata["floats"], floats);
+    for value in [&loaded[0].payload["floats"], &loaded[0].metadata["floats"]] {
+        assert!(
+            value.as_array().unwrap().iter().all(Value::is_f64),
+            "{value}"
+        );
+    }
+}
+
 /// B17: sixteen concurrent appends with the same expected version: exactly one succeeds, the
 /// others get `Concurrency` with the winner's version, and only the winner's events are stored.
 pub async fn concurrent_appends_have_one_winner<H: EventStoreHarness>(h: &H) {

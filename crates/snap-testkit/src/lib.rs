@@ -64,8 +64,9 @@ pub use model::{event_store_matches_model, snapshot_store_matches_model};
 /// soak` sets it to 10.
 pub fn soak_factor() -> usize {
     std::env::var("SNAP_SOAK").map_or(1, |v| {
-        v.parse()
+        v.parse::<usize>()
             .unwrap_or_else(|_| panic!("SNAP_SOAK must be a whole number, got {v:?}"))
+            .max(1)
     })
 }
 
@@ -177,6 +178,7 @@ macro_rules! snapshot_store_conformance {
             delete_by_type_schema_bound_is_strict,
             delete_by_type_without_match_is_zero,
             edge_case_states_round_trip,
+            large_floats_stay_floats,
             stored_copies_are_independent,
             retention_keeps_the_highest_versions,
             retention_never_takes_older_versions,
@@ -266,6 +268,7 @@ macro_rules! event_store_conformance {
             append_is_atomic_on_bad_event,
             invalid_input_is_rejected,
             payloads_round_trip,
+            large_floats_in_events_stay_floats,
             large_append_is_one_batch,
             load_batches_match_load,
             concurrent_appends_have_one_winner,

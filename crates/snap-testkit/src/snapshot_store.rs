@@ -38,6 +38,40 @@ async fn version_of(store: &impl SnapshotStore, id: Uuid, ty: &str) -> Option<u6
     get(store, id, ty).await.map(|s| s.version)
 }
 
+/// Floats that print with an exponent (1e16 and up) come back as the same floats, not as
+/// integers of equal value (PostgreSQL's JSONB once returned `-2.0006979402585277e18` as the
+/// integer `-2000697940258527700`; found by the hostile-input property).
+pub async fn large_floats_stay_floats<H: SnapshotStoreHarness>(h: &H) {
+    let store = h.open(1).await;
+    let id = Uuid::new_v4();
+    let floats = large_floats();
+    let saved = snapshot_with(id, ORDER, 1, 1, json!({ "floats": floats }));
+    save(&store, &saved).await;
+    let found = get(&store, id, ORDER).await.expect("stored");
+    assert_eq!(found, saved);
+    let back = found.state["floats"].as_array().expect("an array").clone();
+    assert!(
+        back.iter().all(Value::is_f64),
+        "every number is still a float: {back:?}"
+    );
+}
+
+/// Floats around and above the point where JSON writers switch to exponent notation.
+pub fn large_floats() -> Value {
+    json!([
+        9_999_999_999_999_998.0_f64,
+        1e16_f64,
+        -2.000_697_940_258_527_7e18_f64,
+        9.223_372_036_854_776e18_f64,
+        1.844_674_407_370_955_2e19_f64,
+        1e20_f64,
+        1.797_693_134_862_315_7e308_f64,
+        -1e300_f64,
+        1e-7_f64,
+        5e-324_f64
+    ])
+}
+
 /// A1: an empty store finds nothing and deletes nothing.
 pub async fn empty_store_has_nothing<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
@@ -126,7 +160,7 @@ pub async fn equal_version_replaces<H: SnapshotStoreHarness>(h: &H) {
     assert_eq!(get(&store, id, ORDER).await, Some(bumped));
 }
 
-/// A15: saving S(10) then S(5) leaves S(10): a store never moves backwards.
+/// B15: saving S(10) then S(5) leaves S(10): a store never moves backwards.
 pub async fn lower_version_is_ignored<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
     let id = Uuid::new_v4();
