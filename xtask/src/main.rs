@@ -248,11 +248,11 @@ fn ci() -> Result {
         }),
         ("test", &ci_test),
         ("doc", &doc),
-        ("example", &|| {
-            cargo(
-                &["run", "--package", "snap-es", "--example", "bank_account"],
-                &[],
-            )
+        ("examples", &|| {
+            for example in ["bank_account", "decider"] {
+                cargo(&["run", "--package", "snap-es", "--example", example], &[])?;
+            }
+            Ok(())
         }),
         // A short debug run keeps the benchmark working and checks, on every backend, that
         // a snapshot load equals the full replay; the figures come from `cargo xtask bench`.

@@ -18,6 +18,7 @@
 //! ```
 
 mod aggregate;
+mod decider;
 mod error;
 mod event;
 mod migration;
@@ -26,6 +27,7 @@ mod store;
 pub mod validate;
 
 pub use aggregate::{Aggregate, AggregateRoot, CaptureError};
+pub use decider::{Decided, Decider};
 pub use error::{
     BackendError, BoxError, EventStoreError, InvalidInput, ReplayError, SnapshotError,
 };

@@ -101,8 +101,8 @@ pub mod postgres {
 pub mod prelude {
     #[doc(no_inline)]
     pub use snap_core::{
-        Aggregate, AggregateRoot, EventStore, EventStoreError, MigrationChain, NewEvent,
-        RecordedEvent, Snapshot, SnapshotError, SnapshotMigration, SnapshotStore,
+        Aggregate, AggregateRoot, Decided, Decider, EventStore, EventStoreError, MigrationChain,
+        NewEvent, RecordedEvent, Snapshot, SnapshotError, SnapshotMigration, SnapshotStore,
     };
     #[cfg(feature = "memory")]
     #[doc(no_inline)]
@@ -111,7 +111,9 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use snap_postgres::{PostgresDatabase, PostgresEventStore, PostgresSnapshotStore};
     #[doc(no_inline)]
-    pub use snap_repo::{AggregateRepository, RepositoryError, RepositoryStats};
+    pub use snap_repo::{
+        AggregateRepository, DeciderError, DeciderRepository, RepositoryError, RepositoryStats,
+    };
     #[cfg(feature = "sqlite")]
     #[doc(no_inline)]
     pub use snap_sqlite::{SqliteDatabase, SqliteEventStore, SqliteSnapshotStore};

@@ -47,10 +47,12 @@
 //! # }
 //! ```
 
+mod decider;
 mod error;
 mod repository;
 mod stats;
 
+pub use decider::{DeciderError, DeciderRepository, DeciderRepositoryBuilder, Handled};
 pub use error::{BuildError, RepositoryError};
 pub use repository::{AggregateRepository, RepositoryBuilder, SnapshotCheck};
 pub use stats::{FallbackReason, FallbackStats, RepositoryStats};

@@ -204,3 +204,84 @@ impl Aggregate for DriftedAccount {
         }
     }
 }
+
+/// The account as a decider: commands in, events out, the state of [`AccountV1`].
+#[derive(Debug, Clone, Copy)]
+pub struct AccountDecider;
+
+/// What an account is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountCommand {
+    /// Open the account for an owner (once).
+    Open(String),
+    /// Put money in.
+    Deposit(i64),
+    /// Take money out, if the balance covers it.
+    Withdraw(i64),
+}
+
+/// Why an account refuses a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountRefusal {
+    /// `Open` on an open account.
+    #[error("the account is already open")]
+    AlreadyOpen,
+    /// A deposit or withdrawal on an account that was never opened.
+    #[error("the account is not open")]
+    NotOpen,
+    /// A withdrawal above the balance.
+    #[error("insufficient funds: balance {balance}, asked {asked}")]
+    InsufficientFunds {
+        /// The balance.
+        balance: i64,
+        /// The withdrawal.
+        asked: i64,
+    },
+}
+
+impl snap_core::Decider for AccountDecider {
+    const TYPE: &'static str = "Account";
+    type State = AccountV1;
+    type Command = AccountCommand;
+    type Event = AccountEvent;
+    type Error = AccountRefusal;
+
+    fn initial_state() -> AccountV1 {
+        AccountV1::default()
+    }
+
+    fn decide(
+        command: &AccountCommand,
+        state: &AccountV1,
+    ) -> Result<Vec<AccountEvent>, AccountRefusal> {
+        let open = !state.owner.is_empty();
+        match command {
+            AccountCommand::Open(_) if open => Err(AccountRefusal::AlreadyOpen),
+            AccountCommand::Open(owner) => Ok(vec![AccountEvent::Opened {
+                owner: owner.clone(),
+            }]),
+            _ if !open => Err(AccountRefusal::NotOpen),
+            AccountCommand::Deposit(amount) => {
+                Ok(vec![AccountEvent::Deposited { amount: *amount }])
+            }
+            AccountCommand::Withdraw(amount) if *amount > state.balance => {
+                Err(AccountRefusal::InsufficientFunds {
+                    balance: state.balance,
+                    asked: *amount,
+                })
+            }
+            AccountCommand::Withdraw(amount) => {
+                Ok(vec![AccountEvent::Withdrawn { amount: *amount }])
+            }
+        }
+    }
+
+    fn evolve(mut state: AccountV1, event: &AccountEvent) -> AccountV1 {
+        state.apply(event);
+        state
+    }
+
+    fn is_terminal(state: &AccountV1) -> bool {
+        state.closed
+    }
+}

@@ -2,14 +2,14 @@
 //! Wrap any backend's store; share the wrapper through an `Arc` to steer it from the test.
 
 use std::ops::ControlFlow;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use snap_core::{
     EventStore, EventStoreError, NewEvent, RecordedEvent, Snapshot, SnapshotError, SnapshotStore,
     async_trait,
 };
-use tokio::sync::watch;
+use tokio::sync::{Barrier, watch};
 use uuid::Uuid;
 
 /// A snapshot store that fails, corrupts or stalls on demand, and records what it wrote.
@@ -198,6 +198,7 @@ pub struct RecordingEventStore<E> {
     inner: E,
     hidden_through: AtomicU64,
     loads: Mutex<Vec<(u64, Option<u64>)>>,
+    held: Mutex<Option<Arc<Barrier>>>,
 }
 
 impl<E: EventStore> RecordingEventStore<E> {
@@ -207,7 +208,17 @@ impl<E: EventStore> RecordingEventStore<E> {
             inner,
             hidden_through: AtomicU64::new(0),
             loads: Mutex::new(Vec::new()),
+            held: Mutex::new(None),
         }
+    }
+
+    /// The next `n` appends wait for each other and then run together, so writers that read
+    /// the same version collide; later appends run at once.
+    pub fn hold_appends(&self, n: usize) {
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(Barrier::new(n)));
     }
 
     /// Loads no longer return events up to and including `version`.
@@ -244,6 +255,19 @@ impl<E: EventStore> EventStore for RecordingEventStore<E> {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<u64, EventStoreError> {
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(barrier) = held
+            && barrier.wait().await.is_leader()
+        {
+            *self
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
         self.inner
             .append(aggregate_id, aggregate_type, expected_version, events)
             .await

@@ -4,13 +4,13 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
-use snap_core::AggregateRoot;
-use snap_repo::AggregateRepository;
+use snap_core::{AggregateRoot, Decider};
+use snap_repo::{AggregateRepository, DeciderError, DeciderRepository};
 use snap_strategy::{Hybrid, Never, SnapshotMode, Threshold};
 use uuid::Uuid;
 
 use crate::RepositoryHarness;
-use crate::accounts::{AccountEvent, AccountV1};
+use crate::accounts::{AccountCommand, AccountDecider, AccountEvent, AccountV1};
 use crate::model::{config, runtime};
 use crate::repository::Rig;
 
@@ -234,5 +234,127 @@ pub fn repository_matches_full_replay<H: RepositoryHarness>(harness: &H) {
     });
     if let Err(error) = result {
         panic!("a load through snapshots differs from a full replay: {error}");
+    }
+}
+
+async fn decider_case<H: RepositoryHarness>(
+    harness: &H,
+    (keep, when, mode): (usize, When, SnapshotMode),
+    commands: &[AccountCommand],
+    probes: &[u64],
+) -> Result<(), TestCaseError> {
+    let rig = Rig::open(harness, keep).await;
+    let builder = DeciderRepository::<AccountDecider>::builder(std::sync::Arc::clone(&rig.events))
+        .snapshot_store(std::sync::Arc::clone(&rig.snapshots))
+        .mode(mode);
+    let builder = match when {
+        When::Threshold(n) => builder.strategy(Threshold(n)),
+        When::Hybrid { min, max, every } => builder.strategy(Hybrid { min, max, every }),
+        When::Never => builder.strategy(Never),
+    };
+    let repo = builder
+        .build()
+        .map_err(|e| TestCaseError::fail(format!("build: {e}")))?;
+    let id = Uuid::new_v4();
+    // The model: the pure fold of decide and evolve.
+    let mut model = AccountDecider::initial_state();
+    let mut version = 0_u64;
+    for command in commands {
+        let expected = AccountDecider::decide(command, &model);
+        match (repo.handle(id, command).await, expected) {
+            (Ok(handled), Ok(events)) => {
+                version += events.len() as u64;
+                check(handled.version == version, || {
+                    format!("{command:?}: v{} != v{version}", handled.version)
+                })?;
+                for event in &events {
+                    model = AccountDecider::evolve(model, event);
+                }
+            }
+            (Err(DeciderError::Rejected(got)), Err(want)) => {
+                check(got == want, || {
+                    format!("{command:?}: refused with {got:?}, not {want:?}")
+                })?;
+            }
+            (got, want) => {
+                return Err(TestCaseError::fail(format!(
+                    "{command:?}: got {got:?}, the model says {want:?}"
+                )));
+            }
+        }
+    }
+    if version == 0 {
+        return Ok(());
+    }
+    repo.await_pending_snapshots().await;
+    let loaded = repo
+        .load(id)
+        .await
+        .map_err(|e| TestCaseError::fail(format!("load: {e}")))?;
+    let replayed = rig
+        .replay::<AccountV1>()
+        .load(id)
+        .await
+        .map_err(|e| TestCaseError::fail(format!("replay: {e}")))?;
+    check(
+        loaded.version() == version && loaded.state().0 == model && replayed.state() == &model,
+        || {
+            format!(
+                "load {:?} / replay {:?} / model {model:?}",
+                loaded.state(),
+                replayed.state()
+            )
+        },
+    )?;
+    for probe in probes {
+        let at = 1 + probe % version;
+        let through = repo
+            .load_at(id, at)
+            .await
+            .map_err(|e| TestCaseError::fail(format!("load_at: {e}")))?;
+        let replayed = rig
+            .replay::<AccountV1>()
+            .load_at(id, at)
+            .await
+            .map_err(|e| TestCaseError::fail(format!("replay load_at: {e}")))?;
+        check(&through.state().0 == replayed.state(), || {
+            format!("load_at({at}) differs")
+        })?;
+    }
+    Ok(())
+}
+
+/// Random commands through a [`DeciderRepository`](snap_repo::DeciderRepository) with any
+/// strategy, mode and retention: every accepted command is applied once, every rejected one
+/// leaves no trace, and `load` and `load_at` equal a full replay and the pure fold of
+/// `decide` and `evolve`.
+pub fn decider_repository_matches_full_replay<H: RepositoryHarness>(harness: &H) {
+    if crate::__skip(
+        "decider_repository_matches_full_replay",
+        RepositoryHarness::unavailable(harness),
+    )
+    .is_some()
+    {
+        return;
+    }
+    let command = prop_oneof![
+        1 => Just(AccountCommand::Open("prop".into())),
+        4 => (1i64..=100).prop_map(AccountCommand::Deposit),
+        3 => (1i64..=150).prop_map(AccountCommand::Withdraw),
+    ];
+    let input = (
+        1usize..=4,
+        when(),
+        mode(),
+        vec(command, 1..40),
+        vec(any::<u64>(), 1..5),
+    );
+    let rt = runtime();
+    let mut runner = TestRunner::new(config());
+    let result = runner.run(&input, |(keep, when, mode, commands, probes)| {
+        rt.block_on(async { decider_case(harness, (keep, when, mode), &commands, &probes).await })
+    });
+    if let Err(error) = result {
+        panic!("the decider repository diverged from a full replay: {error}");
     }
 }

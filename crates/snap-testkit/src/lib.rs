@@ -47,6 +47,7 @@ use std::future::Future;
 use snap_core::{EventStore, SnapshotStore};
 
 pub mod accounts;
+pub mod decider;
 pub mod event_store;
 pub mod faults;
 pub mod fixtures;
@@ -57,7 +58,7 @@ pub mod repository;
 pub mod snapshot_store;
 
 pub use hostile::{event_store_survives_hostile_input, snapshot_store_survives_hostile_input};
-pub use invariant::repository_matches_full_replay;
+pub use invariant::{decider_repository_matches_full_replay, repository_matches_full_replay};
 pub use model::{event_store_matches_model, snapshot_store_matches_model};
 
 /// How many times longer the fault and load cases run: `SNAP_SOAK` (default 1). `cargo xtask
@@ -245,9 +246,19 @@ macro_rules! repository_conformance {
             shutdown_and_drop_with_pending_writes,
         );
 
+        $crate::__async_cases!(decider, RepositoryHarness, $harness;
+            decider_rejected_command_appends_nothing,
+            decider_concurrent_handles_both_succeed,
+        );
+
         #[test]
         fn repository_matches_full_replay() {
             $crate::repository_matches_full_replay(&$harness);
+        }
+
+        #[test]
+        fn decider_repository_matches_full_replay() {
+            $crate::decider_repository_matches_full_replay(&$harness);
         }
     };
 }
