@@ -166,6 +166,32 @@ pub trait EventStore: Send + Sync + Debug + 'static {
     }
 }
 
+/// Collects what [`EventStore::load_batches`] hands over into one vector: the `load` of a
+/// store that implements `load_batches` natively. (A store must not use it while it keeps the
+/// default `load_batches`, which calls `load`.)
+pub async fn collect_batches<S: EventStore + ?Sized>(
+    store: &S,
+    aggregate_id: Uuid,
+    aggregate_type: &str,
+    from_version: u64,
+    to_version: Option<u64>,
+) -> Result<Vec<RecordedEvent>, EventStoreError> {
+    let mut events = Vec::new();
+    store
+        .load_batches(
+            aggregate_id,
+            aggregate_type,
+            from_version,
+            to_version,
+            &mut |batch| {
+                events.extend(batch);
+                ControlFlow::Continue(())
+            },
+        )
+        .await?;
+    Ok(events)
+}
+
 /// An event store chosen at run time.
 pub type DynEventStore = dyn EventStore;
 

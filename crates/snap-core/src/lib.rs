@@ -31,7 +31,7 @@ pub use decider::{Decided, Decider};
 pub use error::{
     BackendError, BoxError, EventStoreError, InvalidInput, ReplayError, SnapshotError,
 };
-pub use event::{DynEventStore, EventStore, NewEvent, RecordedEvent};
+pub use event::{DynEventStore, EventStore, NewEvent, RecordedEvent, collect_batches};
 pub use migration::{MigrationChain, MigrationChainError, MigrationError, SnapshotMigration};
 pub use snapshot::{Snapshot, normalize_timestamp, now};
 pub use store::{DynSnapshotStore, SnapshotStore};

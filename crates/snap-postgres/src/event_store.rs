@@ -253,19 +253,8 @@ impl EventStore for PostgresEventStore {
         from_version: u64,
         to_version: Option<u64>,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-        let mut events = Vec::new();
-        self.load_batches(
-            aggregate_id,
-            aggregate_type,
-            from_version,
-            to_version,
-            &mut |batch| {
-                events.extend(batch);
-                ControlFlow::Continue(())
-            },
-        )
-        .await?;
-        Ok(events)
+        snap_core::collect_batches(self, aggregate_id, aggregate_type, from_version, to_version)
+            .await
     }
 
     async fn load_batches(
