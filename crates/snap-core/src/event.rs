@@ -141,6 +141,16 @@ pub trait EventStore: Send + Sync + Debug + 'static {
         aggregate_type: &str,
     ) -> Result<u64, EventStoreError>;
 
+    /// The ids of the aggregates of `aggregate_type` that have events, in ascending order
+    /// (the order of [`Uuid`]'s bytes), after `after` (exclusive; `None`: from the first), at
+    /// most `limit` of them. Page through all of them by passing the last id of each page.
+    async fn list_aggregate_ids(
+        &self,
+        aggregate_type: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, EventStoreError>;
+
     /// The same events as [`load`](Self::load), handed to `sink` in ascending order, in
     /// non-empty batches, as they are read. A SQL backend reads and decodes the next batch
     /// while the sink applies the previous one, and memory stays bounded by the batch size
@@ -226,6 +236,15 @@ macro_rules! forward_event_store {
                 aggregate_type: &str,
             ) -> Result<u64, EventStoreError> {
                 (**self).current_version(aggregate_id, aggregate_type).await
+            }
+
+            async fn list_aggregate_ids(
+                &self,
+                aggregate_type: &str,
+                after: Option<Uuid>,
+                limit: usize,
+            ) -> Result<Vec<Uuid>, EventStoreError> {
+                (**self).list_aggregate_ids(aggregate_type, after, limit).await
             }
 
             async fn load_batches(

@@ -140,4 +140,27 @@ impl EventStore for InMemoryEventStore {
             .and_then(|ids| ids.get(&aggregate_id))
             .map_or(0, |stream| stream.len() as u64))
     }
+
+    async fn list_aggregate_ids(
+        &self,
+        aggregate_type: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, EventStoreError> {
+        validate::aggregate_type(aggregate_type)?;
+        let mut ids: Vec<Uuid> = self
+            .lock()
+            .get(aggregate_type)
+            .map(|streams| {
+                streams
+                    .iter()
+                    .filter(|(id, stream)| !stream.is_empty() && after.is_none_or(|a| **id > a))
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids.truncate(limit);
+        Ok(ids)
+    }
 }

@@ -173,6 +173,7 @@ pub(crate) struct EventSql {
     pub(crate) append: SqlStr,
     pub(crate) load: SqlStr,
     pub(crate) load_page: SqlStr,
+    pub(crate) list_ids: SqlStr,
     pub(crate) current_version: SqlStr,
     pub(crate) event_id_at: SqlStr,
 }
@@ -320,6 +321,11 @@ impl EventSql {
             load: sql(format!(
                 "SELECT version, event_id, event_type, payload, metadata, recorded_at FROM {s}.events
                  WHERE {key} AND version > $3 AND version <= $4 ORDER BY version"
+            )),
+            list_ids: sql(format!(
+                "SELECT DISTINCT aggregate_id FROM {s}.events
+                 WHERE aggregate_type = $1 AND ($2::uuid IS NULL OR aggregate_id > $2)
+                 ORDER BY aggregate_id LIMIT $3"
             )),
             load_page: sql(format!(
                 "SELECT version, event_id, event_type, payload, metadata, recorded_at FROM {s}.events

@@ -329,4 +329,27 @@ impl EventStore for PostgresEventStore {
             .await
             .map_err(|e| pg_error(e, "current_version"))?)
     }
+
+    async fn list_aggregate_ids(
+        &self,
+        aggregate_type: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, EventStoreError> {
+        validate::aggregate_type(aggregate_type)?;
+        let sql = &self.database.sql().events;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self
+            .database
+            .retry(|pool| async move {
+                sqlx::query_scalar(sql.list_ids.clone())
+                    .bind(aggregate_type)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&pool)
+                    .await
+            })
+            .await
+            .map_err(|e| pg_error(e, "list_aggregate_ids"))?)
+    }
 }

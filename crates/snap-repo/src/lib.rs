@@ -54,5 +54,5 @@ mod stats;
 
 pub use decider::{DeciderError, DeciderRepository, DeciderRepositoryBuilder, Handled};
 pub use error::{BuildError, RepositoryError};
-pub use repository::{AggregateRepository, RepositoryBuilder, SnapshotCheck};
+pub use repository::{AggregateRepository, RebuildReport, RepositoryBuilder, SnapshotCheck};
 pub use stats::{FallbackReason, FallbackStats, RepositoryStats};

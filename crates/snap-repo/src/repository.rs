@@ -219,6 +219,18 @@ fn timed_out(call: &str) -> SnapshotError {
     )
 }
 
+/// Totals of [`AggregateRepository::rebuild_snapshots`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RebuildReport {
+    /// Aggregates read so far.
+    pub aggregates: u64,
+    /// Snapshots written.
+    pub written: u64,
+    /// Aggregates skipped because they are discarded.
+    pub skipped: u64,
+}
+
 /// What [`AggregateRepository::verify_snapshot`] found.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -693,6 +705,50 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             .unwrap_or_else(|| Err(timed_out("write")))?;
         self.inner.counters.snapshot_written(A::TYPE, "manual");
         Ok(snapshot)
+    }
+
+    /// Writes a fresh snapshot of every aggregate of this type, each rebuilt by a full replay
+    /// of its events, at the current `SCHEMA_VERSION`: what to run after a schema bump, or
+    /// after [`verify_snapshot`](Self::verify_snapshot) found a drift. Aggregates are read
+    /// `page_size` ids at a time ([`EventStore::list_aggregate_ids`]); `progress` sees the
+    /// running totals after each page. Aggregates that are discarded are skipped. The first
+    /// error stops the run and is returned; the snapshots written before it stay.
+    pub async fn rebuild_snapshots(
+        &self,
+        page_size: usize,
+        mut progress: impl FnMut(&RebuildReport) + Send,
+    ) -> Result<RebuildReport, RepositoryError> {
+        let store = self
+            .inner
+            .snapshots
+            .as_ref()
+            .ok_or(RepositoryError::NoSnapshotStore)?;
+        let mut report = RebuildReport::default();
+        let mut after = None;
+        loop {
+            let page = self
+                .inner
+                .events
+                .list_aggregate_ids(A::TYPE, after, page_size.max(1))
+                .await?;
+            let Some(last) = page.last().copied() else {
+                return Ok(report);
+            };
+            for id in page {
+                report.aggregates += 1;
+                let mut root = AggregateRoot::<A>::new(id);
+                self.replay(&mut root, None).await?;
+                if root.version() == 0 || root.state().is_discarded() {
+                    report.skipped += 1;
+                    continue;
+                }
+                store.save_snapshot(&root.to_snapshot()?).await?;
+                self.inner.counters.snapshot_written(A::TYPE, "rebuild");
+                report.written += 1;
+            }
+            progress(&report);
+            after = Some(last);
+        }
     }
 
     /// Waits for the background snapshot writes queued so far; returns how many it waited

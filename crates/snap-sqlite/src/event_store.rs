@@ -347,4 +347,46 @@ impl EventStore for SqliteEventStore {
         })
         .await
     }
+
+    async fn list_aggregate_ids(
+        &self,
+        aggregate_type: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, EventStoreError> {
+        validate::aggregate_type(aggregate_type)?;
+        let aggregate_type = aggregate_type.to_owned();
+        // Hyphenated lower-case text sorts like the UUID's bytes; "" sorts before every id.
+        let after = after
+            .map(|id| id.hyphenated().to_string())
+            .unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT DISTINCT aggregate_id FROM events
+                     WHERE aggregate_type = ?1 AND aggregate_id > ?2
+                     ORDER BY aggregate_id LIMIT ?3",
+                )
+                .map_err(|e| sqlite_error(e, "prepare list_aggregate_ids"))?;
+            let rows = statement
+                .query_map(params![aggregate_type, after, limit], |row| {
+                    row.get::<_, String>(0)
+                })
+                .map_err(|e| sqlite_error(e, "list_aggregate_ids"))?;
+            let mut ids = Vec::new();
+            for row in rows {
+                let text = row.map_err(|e| sqlite_error(e, "list_aggregate_ids"))?;
+                let id = Uuid::try_parse(&text).map_err(|e| {
+                    EventStoreError::from(
+                        snap_core::BackendError::new("sqlite", e)
+                            .context(format!("stored aggregate id {text:?} is not a UUID")),
+                    )
+                })?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+        .await
+    }
 }

@@ -469,6 +469,66 @@ pub async fn large_floats_in_events_stay_floats<H: EventStoreHarness>(h: &H) {
     }
 }
 
+/// `list_aggregate_ids` pages through every stream of a type, in ascending id order, once
+/// each; other types, empty pages and bad input behave.
+pub async fn list_aggregate_ids_pages_through_every_stream<H: EventStoreHarness>(h: &H) {
+    let store = h.open().await;
+    let mut accounts: Vec<Uuid> = (0..25).map(|_| Uuid::new_v4()).collect();
+    for id in &accounts {
+        store
+            .append(*id, ACCOUNT, 0, events(1, 2, "listed"))
+            .await
+            .unwrap();
+    }
+    let other = Uuid::new_v4();
+    store
+        .append(other, "Order", 0, events(1, 1, "other"))
+        .await
+        .unwrap();
+    accounts.sort_unstable();
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_aggregate_ids(ACCOUNT, after, 7).await.unwrap();
+        assert!(page.len() <= 7);
+        let Some(last) = page.last().copied() else {
+            break;
+        };
+        listed.extend(page);
+        after = Some(last);
+    }
+    assert_eq!(listed, accounts, "every account once, in order");
+    assert_eq!(
+        store.list_aggregate_ids("Order", None, 10).await.unwrap(),
+        vec![other]
+    );
+    assert!(
+        store
+            .list_aggregate_ids("Nothing", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_aggregate_ids(ACCOUNT, None, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_aggregate_ids(ACCOUNT, Some(accounts[23]), 10)
+            .await
+            .unwrap(),
+        vec![accounts[24]]
+    );
+    assert!(matches!(
+        store.list_aggregate_ids("", None, 10).await,
+        Err(EventStoreError::InvalidInput(_))
+    ));
+}
+
 /// B17: sixteen concurrent appends with the same expected version: exactly one succeeds, the
 /// others get `Concurrency` with the winner's version, and only the winner's events are stored.
 pub async fn concurrent_appends_have_one_winner<H: EventStoreHarness>(h: &H) {

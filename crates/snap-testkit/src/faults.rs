@@ -301,6 +301,17 @@ impl<E: EventStore> EventStore for RecordingEventStore<E> {
             .await
     }
 
+    async fn list_aggregate_ids(
+        &self,
+        aggregate_type: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, EventStoreError> {
+        self.inner
+            .list_aggregate_ids(aggregate_type, after, limit)
+            .await
+    }
+
     async fn load_batches(
         &self,
         aggregate_id: Uuid,

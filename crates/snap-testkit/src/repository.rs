@@ -746,6 +746,59 @@ pub async fn verify_snapshot_detects_drift<H: RepositoryHarness>(h: &H) {
     );
 }
 
+/// After a schema bump, `rebuild_snapshots` writes a current-schema snapshot of every
+/// aggregate of the type from a full replay, page by page; loads then use them.
+pub async fn rebuild_snapshots_after_a_schema_bump<H: RepositoryHarness>(h: &H) {
+    let rig = Rig::open(h, 1).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(account_with_snapshot(&rig, 6, 4).await);
+    }
+    let closed = Uuid::new_v4();
+    let v1 = rig.repo::<AccountV1>(Never, SnapshotMode::Manual);
+    let mut root = v1.create_new(closed);
+    commit(
+        &v1,
+        &mut root,
+        [
+            AccountEvent::Opened { owner: "x".into() },
+            AccountEvent::Closed,
+        ],
+    )
+    .await;
+    let v2 = rig.repo::<AccountV2>(Never, SnapshotMode::Manual);
+    let mut pages = Vec::new();
+    let report = v2
+        .rebuild_snapshots(2, |so_far| pages.push(*so_far))
+        .await
+        .expect("rebuild");
+    assert_eq!(
+        (report.aggregates, report.written, report.skipped),
+        (6, 5, 1)
+    );
+    assert_eq!(pages.len(), 3, "progress after each page of 2: {pages:?}");
+    assert_eq!(pages.last(), Some(&report));
+    for id in &ids {
+        let stored = rig
+            .snapshots
+            .get_snapshot(*id, "Account")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((stored.version, stored.schema_version), (7, 2));
+        let loaded = v2.load(*id).await.unwrap();
+        assert_same_as_replay(&rig, &loaded).await;
+    }
+    assert_eq!(v2.stats().snapshot_hits, 5);
+    let storeless = AggregateRepository::<AccountV2>::builder(Arc::clone(&rig.events))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        storeless.rebuild_snapshots(10, |_| {}).await,
+        Err(RepositoryError::NoSnapshotStore)
+    ));
+}
+
 // --- E. Load and save ---------------------------------------------------------------------
 
 /// E31: S(5) + event 6: the load gives v6 and reads the event store from version 6 only.
