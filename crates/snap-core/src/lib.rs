@@ -22,6 +22,7 @@ mod decider;
 mod error;
 mod event;
 mod migration;
+mod ops;
 mod snapshot;
 mod store;
 pub mod validate;
@@ -33,6 +34,7 @@ pub use error::{
 };
 pub use event::{DynEventStore, EventStore, NewEvent, RecordedEvent, collect_batches};
 pub use migration::{MigrationChain, MigrationChainError, MigrationError, SnapshotMigration};
+pub use ops::{SnapshotAdmin, SnapshotLag, SnapshotTypeStats};
 pub use snapshot::{Snapshot, normalize_timestamp, now};
 pub use store::{DynSnapshotStore, SnapshotStore};
 

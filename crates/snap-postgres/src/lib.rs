@@ -28,6 +28,7 @@ mod database;
 mod error;
 mod event_store;
 mod jsonb;
+mod ops;
 mod snapshot_store;
 
 pub use database::{

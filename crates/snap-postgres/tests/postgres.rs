@@ -409,3 +409,18 @@ async fn terminated_connections_during_saves_lose_nothing() {
         assert_eq!(loaded.state(), replay.load(*id).await.unwrap().state());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_queries_report_stats_lag_and_prune_counts() {
+    let harness = PgHarness::new();
+    if harness.is_unavailable() {
+        return;
+    }
+    let database = harness.database().await;
+    snap_testkit::admin::admin_reports_stats_lag_and_prune_counts(
+        &database,
+        &database.snapshot_store(),
+        &database.event_store(),
+    )
+    .await;
+}

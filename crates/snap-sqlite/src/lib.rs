@@ -30,6 +30,7 @@ mod codec;
 mod database;
 mod error;
 mod event_store;
+mod ops;
 mod snapshot_store;
 
 pub use database::{Blocking, Durability, MIGRATIONS, SqliteDatabase, SqliteOptions};

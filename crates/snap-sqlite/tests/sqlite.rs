@@ -367,3 +367,15 @@ async fn a_closed_database_fails_with_a_backend_error() {
         "{result:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_queries_report_stats_lag_and_prune_counts() {
+    let dir = TempDir::new();
+    let database = SqliteDatabase::open(dir.file("admin.db")).await.unwrap();
+    snap_testkit::admin::admin_reports_stats_lag_and_prune_counts(
+        &database,
+        &database.snapshot_store(),
+        &database.event_store(),
+    )
+    .await;
+}

@@ -47,6 +47,7 @@ use std::future::Future;
 use snap_core::{EventStore, SnapshotStore};
 
 pub mod accounts;
+pub mod admin;
 pub mod decider;
 pub mod event_store;
 pub mod faults;
