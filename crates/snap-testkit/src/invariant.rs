@@ -79,12 +79,17 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), TestCaseError> {
 }
 
 /// Runs one operation and returns the handle to go on with.
-async fn step_once<E: snap_core::EventStore>(
-    repo: &AggregateRepository<AccountV1, E>,
-    mut root: AggregateRoot<AccountV1>,
+/// What the invariant can run on: the account, as an aggregate or as a decider's state.
+trait Account: snap_core::Aggregate<Event = AccountEvent> + PartialEq + std::fmt::Debug {}
+
+impl<A: snap_core::Aggregate<Event = AccountEvent> + PartialEq + std::fmt::Debug> Account for A {}
+
+async fn step_once<A: Account, E: snap_core::EventStore>(
+    repo: &AggregateRepository<A, E>,
+    mut root: AggregateRoot<A>,
     step: usize,
     op: &Op,
-) -> Result<AggregateRoot<AccountV1>, TestCaseError> {
+) -> Result<AggregateRoot<A>, TestCaseError> {
     match op {
         Op::Save(amounts) => {
             for amount in amounts {
@@ -123,7 +128,7 @@ async fn step_once<E: snap_core::EventStore>(
     Ok(root)
 }
 
-async fn run_case<H: RepositoryHarness>(
+async fn run_case<A: Account, H: RepositoryHarness>(
     harness: &H,
     keep: usize,
     when: When,
@@ -132,7 +137,7 @@ async fn run_case<H: RepositoryHarness>(
     probes: &[u64],
 ) -> Result<(), TestCaseError> {
     let rig = Rig::open(harness, keep).await;
-    let builder = rig.builder::<AccountV1>().mode(mode);
+    let builder = rig.builder::<A>().mode(mode);
     let builder = match when {
         When::Threshold(n) => builder.strategy(Threshold(n)),
         When::Hybrid { min, max, every } => builder.strategy(Hybrid { min, max, every }),
@@ -141,7 +146,7 @@ async fn run_case<H: RepositoryHarness>(
     let repo = builder
         .build()
         .map_err(|e| TestCaseError::fail(format!("build: {e}")))?;
-    let replay = rig.replay::<AccountV1>();
+    let replay = rig.replay::<A>();
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
     root.record(AccountEvent::Opened {
@@ -212,12 +217,17 @@ async fn run_case<H: RepositoryHarness>(
 /// (1..=4): `load` equals a full replay, `load_at(v)` equals a replay to v for random v, and
 /// reloading mid-history gives the state the writer holds.
 pub fn repository_matches_full_replay<H: RepositoryHarness>(harness: &H) {
-    if crate::__skip(
-        "repository_matches_full_replay",
-        RepositoryHarness::unavailable(harness),
-    )
-    .is_some()
-    {
+    invariant::<AccountV1, H>(harness, "repository_matches_full_replay");
+}
+
+/// The same property on the core of the decider repository: an `AggregateRepository` over
+/// `Decided<AccountDecider>`, whose state and events are the account's.
+pub fn decider_core_matches_full_replay<H: RepositoryHarness>(harness: &H) {
+    invariant::<snap_core::Decided<AccountDecider>, H>(harness, "decider_core_matches_full_replay");
+}
+
+fn invariant<A: Account, H: RepositoryHarness>(harness: &H, name: &str) {
+    if crate::__skip(name, RepositoryHarness::unavailable(harness)).is_some() {
         return;
     }
     let rt = runtime();
@@ -230,10 +240,10 @@ pub fn repository_matches_full_replay<H: RepositoryHarness>(harness: &H) {
         vec(any::<u64>(), 1..6),
     );
     let result = runner.run(&input, |(keep, when, mode, ops, probes)| {
-        rt.block_on(run_case(harness, keep, when, mode, &ops, &probes))
+        rt.block_on(run_case::<A, H>(harness, keep, when, mode, &ops, &probes))
     });
     if let Err(error) = result {
-        panic!("a load through snapshots differs from a full replay: {error}");
+        panic!("{name}: a load through snapshots differs from a full replay: {error}");
     }
 }
 

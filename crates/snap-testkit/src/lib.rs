@@ -59,7 +59,10 @@ pub mod repository;
 pub mod snapshot_store;
 
 pub use hostile::{event_store_survives_hostile_input, snapshot_store_survives_hostile_input};
-pub use invariant::{decider_repository_matches_full_replay, repository_matches_full_replay};
+pub use invariant::{
+    decider_core_matches_full_replay, decider_repository_matches_full_replay,
+    repository_matches_full_replay,
+};
 pub use model::{event_store_matches_model, snapshot_store_matches_model};
 
 /// How many times longer the fault and load cases run: `SNAP_SOAK` (default 1). `cargo xtask
@@ -256,6 +259,11 @@ macro_rules! repository_conformance {
         #[test]
         fn repository_matches_full_replay() {
             $crate::repository_matches_full_replay(&$harness);
+        }
+
+        #[test]
+        fn decider_core_matches_full_replay() {
+            $crate::decider_core_matches_full_replay(&$harness);
         }
 
         #[test]
