@@ -122,6 +122,18 @@ async fn open_gate_and_wait<A: Aggregate, H: RepositoryHarness>(
     wait.await
 }
 
+/// Stores a schema 1 snapshot at version 10, ahead of a stream of 3 events.
+async fn store_ahead<H: RepositoryHarness>(rig: &Rig<H>, id: Uuid, owner: &str) {
+    let ahead = AccountV1 {
+        owner: owner.into(),
+        balance: 1_000_000,
+        deposits: 99,
+        closed: false,
+    };
+    let snapshot = Snapshot::new(id, "Account", 10, serde_json::to_value(&ahead).unwrap(), 1);
+    rig.snapshots.save_snapshot(&snapshot).await.unwrap();
+}
+
 fn deposit(amount: i64) -> AccountEvent {
     AccountEvent::Deposited { amount }
 }
@@ -258,14 +270,7 @@ pub async fn snapshot_ahead_of_the_stream_is_ignored<H: RepositoryHarness>(h: &H
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 2)).await;
-    let ahead = AccountV1 {
-        owner: "mallory".into(),
-        balance: 1_000_000,
-        deposits: 99,
-        closed: false,
-    };
-    let snapshot = Snapshot::new(id, "Account", 10, serde_json::to_value(&ahead).unwrap(), 1);
-    rig.snapshots.save_snapshot(&snapshot).await.unwrap();
+    store_ahead(&rig, id, "mallory").await;
     let loaded = repo.load(id).await.expect("load");
     assert_eq!(loaded.version(), 3);
     assert_eq!(loaded.state().owner, "ada");
@@ -578,14 +583,7 @@ pub async fn unused_migrated_snapshot_is_not_stored<H: RepositoryHarness>(h: &H)
     let v1 = rig.repo::<AccountV1>(Never, SnapshotMode::Sync);
     let mut root = v1.create_new(id);
     commit(&v1, &mut root, history("ada", 2)).await;
-    let ahead = AccountV1 {
-        owner: "ada".into(),
-        balance: 99,
-        deposits: 9,
-        closed: false,
-    };
-    let snapshot = Snapshot::new(id, "Account", 10, serde_json::to_value(&ahead).unwrap(), 1);
-    rig.snapshots.save_snapshot(&snapshot).await.unwrap();
+    store_ahead(&rig, id, "ada").await;
     let v2 = rig
         .builder::<AccountV2>()
         .migrations(MigrationChain::new(vec![to_v2()], 2).unwrap())
