@@ -742,7 +742,10 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
                     report.skipped += 1;
                     continue;
                 }
-                store.save_snapshot(&root.to_snapshot()?).await?;
+                let snapshot = root.to_snapshot()?;
+                self.within_timeout(store.save_snapshot(&snapshot))
+                    .await
+                    .unwrap_or_else(|| Err(timed_out("write")))?;
                 self.inner.counters.snapshot_written(A::TYPE, "rebuild");
                 report.written += 1;
             }

@@ -9,7 +9,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StrategyError {
-    /// A count that must be at least 1 is 0 (`Threshold(0)`, `Hybrid { every: 0, .. }`).
+    /// A count that must be at least 1 is 0 (`Threshold(0)`, a `Hybrid` with `every` or
+    /// `max` 0).
     #[error("{setting} must be at least 1")]
     Zero {
         /// Which setting.
