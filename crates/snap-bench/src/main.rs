@@ -6,7 +6,7 @@
 //! to the floor do not drift much, so the targets are stated as ratios where they can be.
 //!
 //! ```text
-//! snap-bench [--backend memory|sqlite|postgres|all] [--quick] [--out DIR]
+//! snap-bench [--backend memory|sqlite|postgres|all] [--events 100,1000,...] [--quick] [--out DIR]
 //! ```
 //!
 //! PostgreSQL is reached through `DATABASE_URL` (default
@@ -31,6 +31,8 @@ pub(crate) struct Config {
     backends: Vec<String>,
     /// Fewer samples and a smaller history: a smoke run, not a measurement.
     pub(crate) quick: bool,
+    /// The stream lengths of the load table.
+    pub(crate) event_counts: Vec<u64>,
     out: PathBuf,
 }
 
@@ -38,12 +40,30 @@ impl Config {
     fn parse(args: &[String]) -> Result<Self, String> {
         let mut backend = "all".to_owned();
         let mut quick = false;
+        let mut event_counts = None;
         let mut out = PathBuf::from("target/bench");
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--backend" => backend.clone_from(args.next().ok_or("--backend needs a value")?),
                 "--quick" => quick = true,
+                "--events" => {
+                    let list = args.next().ok_or("--events needs a list, e.g. 100,1000")?;
+                    let counts = list
+                        .split(',')
+                        .map(|n| {
+                            n.trim()
+                                .replace('_', "")
+                                .parse::<u64>()
+                                .ok()
+                                .filter(|n| *n > 0)
+                        })
+                        .collect::<Option<Vec<u64>>>()
+                        .ok_or_else(|| {
+                            format!("--events {list:?}: expected positive whole numbers")
+                        })?;
+                    event_counts = Some(counts);
+                }
                 "--out" => out = args.next().ok_or("--out needs a directory")?.into(),
                 other => return Err(format!("unknown argument `{other}`")),
             }
@@ -59,9 +79,17 @@ impl Config {
                 ));
             }
         };
+        let event_counts = event_counts.unwrap_or_else(|| {
+            if quick {
+                vec![100, 1_000]
+            } else {
+                vec![100, 1_000, 10_000, 100_000]
+            }
+        });
         Ok(Self {
             backends,
             quick,
+            event_counts,
             out,
         })
     }

@@ -26,6 +26,18 @@ impl Samples {
             .unwrap_or_default()
     }
 
+    /// The 95th percentile (the smallest sample at or above 95 % of them); zero when there are
+    /// no samples.
+    pub(crate) fn p95(&self) -> Duration {
+        let mut sorted = self.0.clone();
+        sorted.sort_unstable();
+        let rank = (sorted.len() * 95).div_ceil(100);
+        sorted
+            .get(rank.saturating_sub(1))
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// Times one run of `f` and keeps the sample.
     pub(crate) async fn time<T, E, F>(&mut self, f: F) -> Result<T, E>
     where
@@ -52,5 +64,10 @@ mod tests {
         assert_eq!(samples.median(), Duration::from_millis(3));
         samples.push(Duration::from_millis(4));
         assert_eq!(samples.median(), Duration::from_millis(3));
+        assert_eq!(samples.p95(), Duration::from_millis(5));
+        for ms in 10..106 {
+            samples.push(Duration::from_millis(ms));
+        }
+        assert_eq!(samples.p95(), Duration::from_millis(100));
     }
 }

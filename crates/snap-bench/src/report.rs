@@ -24,6 +24,7 @@ pub(crate) struct Row {
     backend: &'static str,
     name: String,
     median: Duration,
+    p95: Duration,
     samples: usize,
     floor: Option<(&'static str, Duration)>,
     target: Target,
@@ -35,6 +36,7 @@ impl Row {
             backend,
             name: name.into(),
             median: samples.median(),
+            p95: samples.p95(),
             samples: samples.len(),
             floor: None,
             target: Target::None,
@@ -127,8 +129,8 @@ impl Report {
         if self.quick {
             out.push_str("_Quick run: few samples and a short stream; not a measurement._\n\n");
         }
-        out.push_str("| backend | measurement | median | floor | ratio | target | met |\n");
-        out.push_str("|---|---|---:|---|---:|---|:-:|\n");
+        out.push_str("| backend | measurement | median | p95 | floor | ratio | target | met |\n");
+        out.push_str("|---|---|---:|---:|---|---:|---|:-:|\n");
         for row in &self.rows {
             let floor = row.floor.map_or_else(
                 || "-".to_owned(),
@@ -144,10 +146,11 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 row.backend,
                 row.name,
                 human(row.median),
+                human(row.p95),
                 floor,
                 ratio,
                 row.target_text(),
@@ -166,6 +169,7 @@ impl Report {
                     "backend": row.backend,
                     "measurement": row.name,
                     "median_ns": u64::try_from(row.median.as_nanos()).unwrap_or(u64::MAX),
+                    "p95_ns": u64::try_from(row.p95.as_nanos()).unwrap_or(u64::MAX),
                     "samples": row.samples,
                     "floor": row.floor.map(|(name, d)| serde_json::json!({
                         "name": name,

@@ -242,15 +242,7 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
             "{backend}: the trailing load did not use its snapshot"
         ));
     }
-    let mut trailing = Samples::default();
-    let probe = std::time::Instant::now();
-    through.load(fixture.trailing_id).await.map_err(err)?;
-    for _ in 0..config.samples(probe.elapsed()) {
-        trailing
-            .time(through.load(fixture.trailing_id))
-            .await
-            .map_err(err)?;
-    }
+    let trailing = time_loads(config, &through, fixture.trailing_id).await?;
     report.add(
         with_floor(Row::new(
             backend,
@@ -293,6 +285,16 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         &read,
     ));
 
+    load_table(
+        backend,
+        config,
+        report,
+        snapshots,
+        event_store,
+        (&through, &replaying),
+    )
+    .await?;
+
     let append = append_samples(config, event_store).await?;
     report.add(with_floor(Row::new(
         backend,
@@ -300,6 +302,64 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         &append,
     )));
     Ok(())
+}
+
+/// Loads of a stream of each length in `config.event_counts`: by full replay, and through a
+/// snapshot 99 events before the head (the worst case of `Threshold(100)`).
+async fn load_table<S: SnapshotStore, E: EventStore>(
+    backend: &'static str,
+    config: &Config,
+    report: &mut Report,
+    snapshots: &S,
+    event_store: &E,
+    (through, replaying): (
+        &AggregateRepository<BenchAccount, E>,
+        &AggregateRepository<BenchAccount, E>,
+    ),
+) -> Result<(), String> {
+    for &n in &config.event_counts {
+        let id = Uuid::new_v4();
+        append_stream(event_store, id, n).await?;
+        let trailing = if n > TRAILING {
+            let root = replaying.load_at(id, n - TRAILING).await.map_err(err)?;
+            snapshots
+                .save_snapshot(&root.to_snapshot().map_err(err)?)
+                .await
+                .map_err(err)?;
+            TRAILING
+        } else {
+            n
+        };
+        let full = time_loads(config, replaying, id).await?;
+        let fast = time_loads(config, through, id).await?;
+        let speedup = full.median().as_secs_f64() / fast.median().as_secs_f64().max(1e-12);
+        report.add(Row::new(
+            backend,
+            format!("load {n} events: full replay"),
+            &full,
+        ));
+        report.add(Row::new(
+            backend,
+            format!("load {n} events: snapshot + {trailing} ({speedup:.0}x faster)"),
+            &fast,
+        ));
+    }
+    Ok(())
+}
+
+/// Loads of one aggregate through `repo`, as many as fit the sample budget.
+async fn time_loads<E: EventStore>(
+    config: &Config,
+    repo: &AggregateRepository<BenchAccount, E>,
+    id: Uuid,
+) -> Result<Samples, String> {
+    let probe = std::time::Instant::now();
+    repo.load(id).await.map_err(err)?;
+    let mut samples = Samples::default();
+    for _ in 0..config.samples(probe.elapsed()) {
+        samples.time(repo.load(id)).await.map_err(err)?;
+    }
+    Ok(samples)
 }
 
 /// Appends of 100 events to new streams, one call each.
