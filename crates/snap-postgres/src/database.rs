@@ -490,6 +490,12 @@ impl PostgresDatabase {
         self.inner.pool.close().await;
     }
 
+    /// How many times a call may meet a dropped connection: every idle connection may be dead,
+    /// so one try per connection plus a fresh one.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.inner.pool.options().get_max_connections() + 1
+    }
+
     /// Runs `call` with the pool, trying again on another connection when the connection
     /// itself failed (a server restart or `pg_terminate_backend` kills idle pooled
     /// connections, and the pool runs no health check). Callers only pass statements that
@@ -499,8 +505,7 @@ impl PostgresDatabase {
         F: Fn(PgPool) -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
-        // Every idle connection may be dead, so allow one try per connection plus a fresh one.
-        let attempts = self.inner.pool.options().get_max_connections() + 1;
+        let attempts = self.attempts();
         let mut attempt = 1;
         loop {
             match call(self.inner.pool.clone()).await {

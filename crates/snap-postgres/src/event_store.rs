@@ -298,7 +298,7 @@ impl EventStore for PostgresEventStore {
         }
         // The rest streams. After a lost connection it resumes after the last event handed
         // over.
-        let attempts = self.database.pool().options().get_max_connections() + 1;
+        let attempts = self.database.attempts();
         let mut attempt = 1;
         loop {
             if from >= to {
