@@ -6,6 +6,7 @@
 //! cargo xtask fmt           format the workspace
 //! cargo xtask doc           build the docs with warnings denied
 //! cargo xtask bench [--backend B] [--quick] [--out DIR]   the benchmark, in release
+//! cargo xtask guide        follow docs/getting-started.md literally, from `cargo new` to SQLite
 //! cargo xtask soak [ARGS]   fault and load cases 10x longer, 1,000 property cases, in release
 //! cargo xtask schema --backend <memory|sqlite|postgres>   print a backend's schema
 //! cargo xtask migrate --database-url URL [--schema S]    apply it (sqlite://PATH, postgres://...)
@@ -23,6 +24,8 @@ use std::env;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod guide;
+
 const HELP: &str = "\
 usage: cargo xtask <command>
 
@@ -33,9 +36,12 @@ commands:
   test [ARGS]   the whole workspace test suite, all features; ARGS are passed to cargo test
   fmt           cargo fmt on the workspace
   doc           cargo doc with warnings denied
-  bench [--backend <memory|sqlite|postgres|all>] [--quick] [--out <DIR>]
+  bench [--backend <memory|sqlite|postgres|all>] [--events N,N,..] [--quick] [--out <DIR>]
                 the benchmark in release: medians against floors measured in the same run,
-                written to DIR/results.md and DIR/results.json (default target/bench)
+                written to DIR/report.md, DIR/report.json and the chart DIR/report.svg
+                (default target/bench)
+  guide         follow docs/getting-started.md literally in $TMPDIR/snap-es-guide-PID: cargo new,
+                cargo add, the guide's code, cargo run in memory and on SQLite
   soak [ARGS]   the fault and load cases ten times longer and 1,000 cases per property
                 test, in release (SNAP_SOAK=10, SNAP_PROPTEST_CASES=1000)
   schema --backend <memory|sqlite|postgres>
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
         "fmt" => cargo(&["fmt", "--all"], &[]),
         "doc" => doc(),
         "bench" => bench(rest),
+        "guide" => guide::guide(),
         "soak" => soak(rest),
         "schema" => flag(rest, "--backend").and_then(|backend| schema(&backend)),
         "migrate" => flag(rest, "--database-url").and_then(|url| {
@@ -230,7 +237,7 @@ fn doc() -> Result {
 
 fn ci() -> Result {
     let started = Instant::now();
-    let steps: [(&str, &dyn Fn() -> Result); 6] = [
+    let steps: [(&str, &dyn Fn() -> Result); 7] = [
         ("format", &|| cargo(&["fmt", "--all", "--check"], &[])),
         ("lint", &|| {
             cargo(
@@ -254,6 +261,7 @@ fn ci() -> Result {
             }
             Ok(())
         }),
+        ("getting-started guide", &guide::guide),
         // A short debug run keeps the benchmark working and checks, on every backend, that
         // a snapshot load equals the full replay; the figures come from `cargo xtask bench`.
         ("bench smoke", &|| {

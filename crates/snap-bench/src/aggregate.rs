@@ -60,6 +60,14 @@ pub(crate) fn sample_state() -> serde_json::Value {
     .unwrap_or_default()
 }
 
+/// A deposit numbered `n`, as a command would record it.
+pub(crate) fn deposit(n: u64) -> BenchEvent {
+    BenchEvent::Deposited {
+        amount: i64::try_from(n % 1_000).unwrap_or(0) + 1,
+        reference: format!("invoice {n}"),
+    }
+}
+
 /// `count` events numbered from `first`, as the application would append them.
 pub(crate) fn events(first: u64, count: u64) -> Vec<NewEvent> {
     (first..first + count)

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 mod aggregate;
+mod chart;
 mod measure;
 mod report;
 mod scenario;
@@ -34,6 +35,8 @@ pub(crate) struct Config {
     /// The stream lengths of the load table.
     pub(crate) event_counts: Vec<u64>,
     out: PathBuf,
+    /// The command that reproduces the run, for the report.
+    pub(crate) command: String,
 }
 
 impl Config {
@@ -42,13 +45,13 @@ impl Config {
         let mut quick = false;
         let mut event_counts = None;
         let mut out = PathBuf::from("target/bench");
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
             match arg.as_str() {
-                "--backend" => backend.clone_from(args.next().ok_or("--backend needs a value")?),
+                "--backend" => backend.clone_from(rest.next().ok_or("--backend needs a value")?),
                 "--quick" => quick = true,
                 "--events" => {
-                    let list = args.next().ok_or("--events needs a list, e.g. 100,1000")?;
+                    let list = rest.next().ok_or("--events needs a list, e.g. 100,1000")?;
                     let counts = list
                         .split(',')
                         .map(|n| {
@@ -64,7 +67,7 @@ impl Config {
                         })?;
                     event_counts = Some(counts);
                 }
-                "--out" => out = args.next().ok_or("--out needs a directory")?.into(),
+                "--out" => out = rest.next().ok_or("--out needs a directory")?.into(),
                 other => return Err(format!("unknown argument `{other}`")),
             }
         }
@@ -86,11 +89,16 @@ impl Config {
                 vec![100, 1_000, 10_000, 100_000]
             }
         });
+        let command = std::iter::once("cargo xtask bench")
+            .chain(args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
         Ok(Self {
             backends,
             quick,
             event_counts,
             out,
+            command,
         })
     }
 
@@ -151,7 +159,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: &Config) -> Result<Report, String> {
-    let mut report = Report::new(config.quick);
+    let mut report = Report::new(config.quick, config.command.clone());
     for backend in &config.backends {
         let started = Instant::now();
         match backend.as_str() {

@@ -6,15 +6,15 @@ use snap_es::memory::{InMemoryEventStore, InMemorySnapshotStore};
 use snap_es::postgres::{PostgresDatabase, PostgresOptions};
 use snap_es::sqlite::{Blocking, SqliteOptions};
 use snap_es::{
-    AggregateRepository, AggregateRoot, EventStore, Snapshot, SnapshotMode, SnapshotStore,
-    create_snapshot_strategy,
+    AggregateRepository, AggregateRoot, EventStore, Never, Snapshot, SnapshotMode, SnapshotStore,
+    Threshold, create_snapshot_strategy,
 };
 use uuid::Uuid;
 
 use crate::Config;
-use crate::aggregate::{BenchAccount, events, sample_state};
+use crate::aggregate::{BenchAccount, deposit, events, sample_state};
 use crate::measure::Samples;
-use crate::report::{Report, Row, Target};
+use crate::report::{LoadPoint, Rate, Report, Row, Section, Target};
 
 /// Events per append while seeding a long stream.
 const SEED_BATCH: u64 = 1_000;
@@ -208,13 +208,17 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
     .await?;
     let floor_median = floor_samples.median();
     if let Some(name) = floor_name {
-        report.add(Row::new(backend, format!("floor: {name}"), &floor_samples));
+        report.add(
+            Section::Operations,
+            Row::new(backend, format!("floor: {name}"), &floor_samples),
+        );
     }
     let with_floor = |row: Row| match floor_name {
         Some(name) => row.against(name, floor_median),
         None => row,
     };
     report.add(
+        Section::Operations,
         with_floor(Row::new(backend, "get_snapshot", &store_samples)).target(targets.get_snapshot),
     );
 
@@ -244,6 +248,7 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
     }
     let trailing = time_loads(config, &through, fixture.trailing_id).await?;
     report.add(
+        Section::Operations,
         with_floor(Row::new(
             backend,
             format!("load {}: snapshot + {TRAILING} events", long - 1),
@@ -252,38 +257,15 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         .target(targets.trailing),
     );
 
-    let mut replay = Samples::default();
-    let probe = std::time::Instant::now();
-    replaying.load(fixture.replay_id).await.map_err(err)?;
-    for _ in 0..config
-        .samples(probe.elapsed())
-        .min(if config.quick { 5 } else { 15 })
-    {
-        let root = replay
-            .time(replaying.load(fixture.replay_id))
-            .await
-            .map_err(err)?;
-        assert_eq!(root.version(), long, "the replay applies every event");
-    }
-    report.add(
-        Row::new(backend, format!("full replay of {long} events"), &replay)
-            .target(targets.full_replay),
-    );
-
-    // The store's share of the replay: read and decode, no apply.
-    let mut read = Samples::default();
-    for _ in 0..replay.len() {
-        let events = read
-            .time(event_store.load(fixture.replay_id, "BenchAccount", 0, None))
-            .await
-            .map_err(err)?;
-        assert_eq!(events.len() as u64, long, "the load reads every event");
-    }
-    report.add(Row::new(
+    replay_rows(
         backend,
-        format!("read {long} events, no apply"),
-        &read,
-    ));
+        config,
+        report,
+        (&replaying, event_store),
+        fixture.replay_id,
+        targets.full_replay,
+    )
+    .await?;
 
     load_table(
         backend,
@@ -296,11 +278,194 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
     .await?;
 
     let append = append_samples(config, event_store).await?;
-    report.add(with_floor(Row::new(
+    report.add(
+        Section::Operations,
+        with_floor(Row::new(backend, "append 100 events in one call", &append)),
+    );
+
+    save_rows(
         backend,
-        "append 100 events in one call",
-        &append,
-    )));
+        config,
+        report,
+        (snapshots, event_store),
+        &with_floor,
+    )
+    .await?;
+    let floor_rate = floor_name.map(|_| 1.0 / floor_median.as_secs_f64().max(1e-12));
+    throughput(
+        backend,
+        config,
+        report,
+        snapshots,
+        &fixture.snapshot_ids,
+        floor_rate,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The latency of a save of one event through the repository: with no snapshots, and with a
+/// snapshot on every save written in sync or in background mode.
+async fn save_rows<S: SnapshotStore + Clone, E: EventStore + Clone>(
+    backend: &'static str,
+    config: &Config,
+    report: &mut Report,
+    (snapshots, event_store): (&S, &E),
+    with_floor: &dyn Fn(Row) -> Row,
+) -> Result<(), String> {
+    let modes = [
+        ("save 1 event: no snapshots", false, SnapshotMode::Sync),
+        ("save 1 event: snapshot, sync", true, SnapshotMode::Sync),
+        (
+            "save 1 event: snapshot, background",
+            true,
+            SnapshotMode::Background,
+        ),
+    ];
+    for (name, snapshot, mode) in modes {
+        let builder = AggregateRepository::<BenchAccount>::builder(event_store.clone())
+            .snapshot_store(snapshots.clone())
+            .mode(mode);
+        let repo = if snapshot {
+            builder.strategy(Threshold(1))
+        } else {
+            builder.strategy(Never)
+        }
+        .build()
+        .map_err(err)?;
+        let id = Uuid::new_v4();
+        let mut root = repo.create_new(id);
+        // Warm-up: the first saves create the stream and fill caches.
+        for n in 1..=5 {
+            root.record(deposit(n));
+            repo.save(&mut root).await.map_err(err)?;
+        }
+        let probe = std::time::Instant::now();
+        root.record(deposit(6));
+        repo.save(&mut root).await.map_err(err)?;
+        let mut samples = Samples::default();
+        for n in 0..config.samples(probe.elapsed()).min(2_000) {
+            root.record(deposit(n as u64));
+            samples.time(repo.save(&mut root)).await.map_err(err)?;
+        }
+        repo.await_pending_snapshots().await;
+        // The snapshots written are the state of the stream's head.
+        let stored = snapshots
+            .get_snapshot(id, "BenchAccount")
+            .await
+            .map_err(err)?
+            .map(|s| s.version);
+        let expected = snapshot.then_some(root.version());
+        if stored != expected {
+            return Err(format!(
+                "{backend}: {name}: the snapshot is at {stored:?}, expected {expected:?}"
+            ));
+        }
+        report.add(
+            Section::Saves,
+            with_floor(Row::new(backend, name, &samples)),
+        );
+        repo.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Operations per second of `get_snapshot` and `save_snapshot`, by one task and by four.
+async fn throughput<S: SnapshotStore + Clone>(
+    backend: &'static str,
+    config: &Config,
+    report: &mut Report,
+    snapshots: &S,
+    ids: &[Uuid],
+    floor: Option<f64>,
+) -> Result<(), String> {
+    let budget = if config.quick {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_secs(1)
+    };
+    for tasks in [1, 4] {
+        for operation in ["get_snapshot", "save_snapshot"] {
+            let started = std::time::Instant::now();
+            let deadline = started + budget;
+            let mut handles = Vec::with_capacity(tasks);
+            for task in 0..tasks {
+                let store = snapshots.clone();
+                let ids: Vec<Uuid> = ids.iter().skip(task).step_by(tasks).copied().collect();
+                let own = Uuid::new_v4();
+                handles.push(tokio::spawn(async move {
+                    let mut ops = 0u64;
+                    let mut next = ids.iter().cycle();
+                    while std::time::Instant::now() < deadline {
+                        if operation == "get_snapshot" {
+                            let id = *next.next().ok_or("no ids")?;
+                            store.get_snapshot(id, "BenchAccount").await.map_err(err)?;
+                        } else {
+                            let snapshot =
+                                Snapshot::new(own, "BenchAccount", ops + 1, sample_state(), 1);
+                            store.save_snapshot(&snapshot).await.map_err(err)?;
+                        }
+                        ops += 1;
+                    }
+                    Ok::<u64, String>(ops)
+                }));
+            }
+            let mut ops = 0;
+            for handle in handles {
+                ops += handle.await.map_err(err)??;
+            }
+            report.add_rate(Rate {
+                backend,
+                operation,
+                tasks,
+                ops,
+                elapsed: started.elapsed(),
+                floor,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The full replay of the long stream through the repository, and the store's share of it.
+async fn replay_rows<E: EventStore>(
+    backend: &'static str,
+    config: &Config,
+    report: &mut Report,
+    (replaying, event_store): (&AggregateRepository<BenchAccount, E>, &E),
+    replay_id: Uuid,
+    target: Target,
+) -> Result<(), String> {
+    let long = config.long_stream();
+    let mut replay = Samples::default();
+    let probe = std::time::Instant::now();
+    replaying.load(replay_id).await.map_err(err)?;
+    for _ in 0..config
+        .samples(probe.elapsed())
+        .min(if config.quick { 5 } else { 15 })
+    {
+        let root = replay.time(replaying.load(replay_id)).await.map_err(err)?;
+        assert_eq!(root.version(), long, "the replay applies every event");
+    }
+    report.add(
+        Section::Operations,
+        Row::new(backend, format!("full replay of {long} events"), &replay).target(target),
+    );
+
+    // The store's share of the replay: read and decode, no apply.
+    let mut read = Samples::default();
+    for _ in 0..replay.len() {
+        let events = read
+            .time(event_store.load(replay_id, "BenchAccount", 0, None))
+            .await
+            .map_err(err)?;
+        assert_eq!(events.len() as u64, long, "the load reads every event");
+    }
+    report.add(
+        Section::Operations,
+        Row::new(backend, format!("read {long} events, no apply"), &read),
+    );
+
     Ok(())
 }
 
@@ -332,17 +497,7 @@ async fn load_table<S: SnapshotStore, E: EventStore>(
         };
         let full = time_loads(config, replaying, id).await?;
         let fast = time_loads(config, through, id).await?;
-        let speedup = full.median().as_secs_f64() / fast.median().as_secs_f64().max(1e-12);
-        report.add(Row::new(
-            backend,
-            format!("load {n} events: full replay"),
-            &full,
-        ));
-        report.add(Row::new(
-            backend,
-            format!("load {n} events: snapshot + {trailing} ({speedup:.0}x faster)"),
-            &fast,
-        ));
+        report.add_load(LoadPoint::new(backend, n, trailing, &full, &fast));
     }
     Ok(())
 }
@@ -432,6 +587,7 @@ pub(crate) async fn sqlite(config: &Config, report: &mut Report) -> Result<(), S
         let (floor_samples, hop_samples) =
             get_snapshot_rows(config, &hopping.snapshot_store(), &ids, Some(&mut floor)).await?;
         report.add(
+            Section::Operations,
             Row::new(
                 "sqlite",
                 "get_snapshot, spawn_blocking on every call",
@@ -517,11 +673,10 @@ pub(crate) async fn postgres(config: &Config, report: &mut Report) -> Result<(),
                 .await
                 .map_err(err)?;
         }
-        report.add(Row::new(
-            "postgres",
-            "the floor's SELECT through the pool",
-            &pooled,
-        ));
+        report.add(
+            Section::Operations,
+            Row::new("postgres", "the floor's SELECT through the pool", &pooled),
+        );
     }
     database.close().await;
     result
