@@ -285,3 +285,26 @@ impl snap_core::Decider for AccountDecider {
         state.closed
     }
 }
+
+/// The account as the repository cases see it: [`AccountV1`] itself, or the same state as the
+/// decider's, wrapped in [`Decided`](snap_core::Decided). Both have the type name `"Account"`,
+/// schema 1 and the same JSON, so they read the same streams and the same snapshots, and every
+/// case that runs on one runs on the other.
+pub trait AccountModel:
+    Aggregate<Event = AccountEvent> + Clone + PartialEq + std::fmt::Debug
+{
+    /// The account's state.
+    fn account(&self) -> &AccountV1;
+}
+
+impl AccountModel for AccountV1 {
+    fn account(&self) -> &AccountV1 {
+        self
+    }
+}
+
+impl AccountModel for snap_core::Decided<AccountDecider> {
+    fn account(&self) -> &AccountV1 {
+        &self.0
+    }
+}

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::RepositoryHarness;
 use crate::accounts::{
-    AccountEvent, AccountV1, AccountV2, AccountV3, DriftedAccount, failing_to_v2, history, to_v2,
+    AccountEvent, AccountModel, AccountV1, AccountV2, AccountV3, DriftedAccount, failing_to_v2, history, to_v2,
     to_v3,
 };
 use crate::faults::{FaultySnapshotStore, RecordingEventStore};
@@ -140,13 +140,13 @@ fn deposit(amount: i64) -> AccountEvent {
 
 /// An account with `deposits` deposits, saved event by event through a repository that
 /// snapshots at `snapshot_at` (and nowhere else).
-async fn account_with_snapshot<H: RepositoryHarness>(
+async fn account_with_snapshot<H: RepositoryHarness, M: AccountModel>(
     rig: &Rig<H>,
     deposits: u64,
     snapshot_at: u64,
 ) -> Uuid {
     let id = Uuid::new_v4();
-    let repo = rig.repo::<AccountV1>(Never, SnapshotMode::Manual);
+    let repo = rig.repo::<M>(Never, SnapshotMode::Manual);
     let mut root = repo.create_new(id);
     let events = history("ada", deposits);
     let (before, after) = events.split_at(usize::try_from(snapshot_at).expect("small"));
@@ -182,11 +182,11 @@ where
 
 /// C18: a snapshot the store cannot decode: the load replays, with the right state, and the
 /// fallback is counted as corruption.
-pub async fn corrupt_snapshot_falls_back_to_replay<H: RepositoryHarness>(h: &H) {
+pub async fn corrupt_snapshot_falls_back_to_replay<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot(&rig, 12, 10).await;
+    let id = account_with_snapshot::<H, M>(&rig, 12, 10).await;
     rig.snapshots.corrupt_gets(true);
-    let repo = rig.repo::<AccountV1>(Threshold(100), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let loaded = repo
         .load(id)
         .await
@@ -200,11 +200,11 @@ pub async fn corrupt_snapshot_falls_back_to_replay<H: RepositoryHarness>(h: &H) 
 }
 
 /// C19: a snapshot store outage on read: the load replays; counted apart from corruption.
-pub async fn snapshot_store_outage_falls_back_to_replay<H: RepositoryHarness>(h: &H) {
+pub async fn snapshot_store_outage_falls_back_to_replay<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot(&rig, 12, 10).await;
+    let id = account_with_snapshot::<H, M>(&rig, 12, 10).await;
     rig.snapshots.fail_gets(true);
-    let repo = rig.repo::<AccountV1>(Threshold(100), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let loaded = repo.load(id).await.expect("an outage never fails a load");
     assert_same_as_replay(&rig, &loaded).await;
     let stats = repo.stats();
@@ -221,10 +221,10 @@ pub async fn snapshot_store_outage_falls_back_to_replay<H: RepositoryHarness>(h:
 
 /// C20: a failing snapshot write in sync mode: the save succeeds, the events are committed,
 /// the failure is counted.
-pub async fn failing_snapshot_write_keeps_the_save<H: RepositoryHarness>(h: &H) {
+pub async fn failing_snapshot_write_keeps_the_save<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     rig.snapshots.fail_saves(true);
-    let repo = rig.repo::<AccountV1>(Threshold(2), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Sync);
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
     let version = commit(&repo, &mut root, history("ada", 3)).await;
@@ -237,9 +237,9 @@ pub async fn failing_snapshot_write_keeps_the_save<H: RepositoryHarness>(h: &H) 
 }
 
 /// C21: no snapshot and no events is not found; a snapshot without events too.
-pub async fn missing_aggregate_is_not_found<H: RepositoryHarness>(h: &H) {
+pub async fn missing_aggregate_is_not_found<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(10), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(10), SnapshotMode::Sync);
     let id = Uuid::new_v4();
     assert!(matches!(
         repo.load(id).await,
@@ -249,7 +249,7 @@ pub async fn missing_aggregate_is_not_found<H: RepositoryHarness>(h: &H) {
         id,
         "Account",
         5,
-        serde_json::to_value(AccountV1::default()).unwrap(),
+        serde_json::to_value(M::default()).unwrap(),
         1,
     );
     rig.snapshots.save_snapshot(&orphan).await.unwrap();
@@ -264,26 +264,26 @@ pub async fn missing_aggregate_is_not_found<H: RepositoryHarness>(h: &H) {
 }
 
 /// C21: a snapshot newer than the last event is distrusted: full replay, counted.
-pub async fn snapshot_ahead_of_the_stream_is_ignored<H: RepositoryHarness>(h: &H) {
+pub async fn snapshot_ahead_of_the_stream_is_ignored<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(100), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 2)).await;
     store_ahead(&rig, id, "mallory").await;
     let loaded = repo.load(id).await.expect("load");
     assert_eq!(loaded.version(), 3);
-    assert_eq!(loaded.state().owner, "ada");
-    assert_eq!(loaded.state().balance, 3);
+    assert_eq!(loaded.state().account().owner, "ada");
+    assert_eq!(loaded.state().account().balance, 3);
     assert_eq!(repo.stats().fallbacks.snapshot_ahead, 1);
 }
 
 /// C22: a replay over a stream whose start is gone (archived) is an error, never a state.
-pub async fn archived_history_is_an_error<H: RepositoryHarness>(h: &H) {
+pub async fn archived_history_is_an_error<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot(&rig, 20, 10).await;
+    let id = account_with_snapshot::<H, M>(&rig, 20, 10).await;
     rig.events.archive_through(10);
-    let repo = rig.repo::<AccountV1>(Threshold(100), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let loaded = repo
         .load(id)
         .await
@@ -383,12 +383,12 @@ pub async fn invalid_configuration_is_refused<H: RepositoryHarness>(h: &H) {
 
 /// A snapshot read slower than the repository's timeout is abandoned: the load replays and
 /// counts a store error.
-pub async fn slow_snapshot_reads_time_out_into_replay<H: RepositoryHarness>(h: &H) {
+pub async fn slow_snapshot_reads_time_out_into_replay<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot(&rig, 12, 10).await;
+    let id = account_with_snapshot::<H, M>(&rig, 12, 10).await;
     rig.snapshots.delay_gets(std::time::Duration::from_secs(30));
     let repo = rig
-        .builder::<AccountV1>()
+        .builder::<M>()
         .snapshot_timeout(std::time::Duration::from_millis(50))
         .build()
         .unwrap();
@@ -403,10 +403,10 @@ pub async fn slow_snapshot_reads_time_out_into_replay<H: RepositoryHarness>(h: &
 
 /// A snapshot store that fails every third call: every load still returns the state of a
 /// full replay, every save commits, and every injected failure is counted.
-pub async fn flaky_snapshot_store_never_breaks_loads_or_saves<H: RepositoryHarness>(h: &H) {
+pub async fn flaky_snapshot_store_never_breaks_loads_or_saves<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     rig.snapshots.fail_every(3);
-    let repo = rig.repo::<AccountV1>(Threshold(2), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Sync);
     let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
     for id in &ids {
         let mut root = repo.create_new(*id);
@@ -435,12 +435,12 @@ pub async fn flaky_snapshot_store_never_breaks_loads_or_saves<H: RepositoryHarne
 /// 32 tasks run 200 commands each on 8 aggregates through one repository in background
 /// mode, reloading and retrying on `Concurrency`. Every command lands exactly once, every
 /// aggregate loads to the state of a full replay, and no stored snapshot ever moves back.
-pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness>(h: &H) {
+pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness, M: AccountModel>(h: &H) {
     const TASKS: usize = 32;
     const AGGREGATES: usize = 8;
     let commands = 200 * crate::soak_factor();
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(5), SnapshotMode::Background);
+    let repo = rig.repo::<M>(Threshold(5), SnapshotMode::Background);
     let ids: Vec<Uuid> = (0..AGGREGATES).map(|_| Uuid::new_v4()).collect();
     for id in &ids {
         let mut root = repo.create_new(*id);
@@ -509,7 +509,7 @@ pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness>(h: &H) {
             "every command landed once"
         );
         assert_eq!(
-            loaded.state().balance,
+            loaded.state().account().balance,
             i64::try_from(per_aggregate).unwrap()
         );
         assert_same_as_replay(&rig, &loaded).await;
@@ -523,7 +523,7 @@ pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness>(h: &H) {
 /// only the later events are replayed; the migrated snapshot is stored for next time.
 pub async fn migrated_snapshot_is_used<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot(&rig, 14, 10).await;
+    let id = account_with_snapshot::<H, AccountV1>(&rig, 14, 10).await;
 
     let v2 = rig
         .builder::<AccountV2>()
@@ -550,7 +550,7 @@ pub async fn migrated_snapshot_is_used<H: RepositoryHarness>(h: &H) {
     );
 
     let unmigrated = rig.builder::<AccountV2>().build().unwrap();
-    let id = account_with_snapshot(&rig, 14, 10).await;
+    let id = account_with_snapshot::<H, AccountV1>(&rig, 14, 10).await;
     let loaded = unmigrated.load(id).await.expect("load");
     assert_same_as_replay(&rig, &loaded).await;
     let stats = unmigrated.stats();
@@ -563,7 +563,7 @@ pub async fn migrated_snapshot_is_used<H: RepositoryHarness>(h: &H) {
         "without a migration: a full replay"
     );
 
-    let id = account_with_snapshot(&rig, 14, 10).await;
+    let id = account_with_snapshot::<H, AccountV1>(&rig, 14, 10).await;
     let v3 = rig
         .builder::<AccountV3>()
         .migrations(MigrationChain::new(vec![to_v3(), to_v2()], 3).unwrap())
@@ -610,11 +610,11 @@ pub async fn unused_migrated_snapshot_is_not_stored<H: RepositoryHarness>(h: &H)
 }
 
 /// D26: a snapshot of the current schema is used as is; no migration runs.
-pub async fn current_schema_needs_no_migration<H: RepositoryHarness>(h: &H) {
+pub async fn current_schema_needs_no_migration<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot(&rig, 14, 10).await;
+    let id = account_with_snapshot::<H, M>(&rig, 14, 10).await;
     let repo = rig
-        .builder::<AccountV1>()
+        .builder::<M>()
         .migrations(MigrationChain::empty(1).unwrap())
         .build()
         .unwrap();
@@ -627,7 +627,7 @@ pub async fn current_schema_needs_no_migration<H: RepositoryHarness>(h: &H) {
 /// D27, D30: no complete path: full replay; the next snapshot carries the current schema.
 pub async fn incomplete_path_replays_then_snapshots_at_current_schema<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot(&rig, 8, 5).await;
+    let id = account_with_snapshot::<H, AccountV1>(&rig, 8, 5).await;
     let v3 = rig
         .builder::<AccountV3>()
         .migrations(MigrationChain::new(vec![to_v3()], 3).unwrap())
@@ -671,7 +671,7 @@ pub async fn newer_snapshot_schema_is_never_downgraded<H: RepositoryHarness>(h: 
 /// D29: a migration step that fails is a restore failure: replay.
 pub async fn failing_migration_replays<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot(&rig, 6, 4).await;
+    let id = account_with_snapshot::<H, AccountV1>(&rig, 6, 4).await;
     let v2 = rig
         .builder::<AccountV2>()
         .migrations(MigrationChain::new(vec![failing_to_v2()], 2).unwrap())
@@ -684,10 +684,10 @@ pub async fn failing_migration_replays<H: RepositoryHarness>(h: &H) {
 
 /// A snapshot whose state no longer fits the aggregate (a field changed type without a
 /// schema bump) is a restore failure: replay with the right state, counted.
-pub async fn undeserialisable_state_replays<H: RepositoryHarness>(h: &H) {
+pub async fn undeserialisable_state_replays<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let id = Uuid::new_v4();
-    let repo = rig.repo::<AccountV1>(Threshold(100), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 4)).await;
     let wrong = serde_json::json!({"owner": 42, "balance": "lots"});
@@ -750,7 +750,7 @@ pub async fn rebuild_snapshots_after_a_schema_bump<H: RepositoryHarness>(h: &H) 
     let rig = Rig::open(h, 1).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(account_with_snapshot(&rig, 6, 4).await);
+        ids.push(account_with_snapshot::<H, AccountV1>(&rig, 6, 4).await);
     }
     let closed = Uuid::new_v4();
     let v1 = rig.repo::<AccountV1>(Never, SnapshotMode::Manual);
@@ -800,10 +800,10 @@ pub async fn rebuild_snapshots_after_a_schema_bump<H: RepositoryHarness>(h: &H) 
 // --- E. Load and save ---------------------------------------------------------------------
 
 /// E31: S(5) + event 6: the load gives v6 and reads the event store from version 6 only.
-pub async fn load_reads_only_events_after_the_snapshot<H: RepositoryHarness>(h: &H) {
+pub async fn load_reads_only_events_after_the_snapshot<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot(&rig, 5, 5).await;
-    let repo = rig.repo::<AccountV1>(Threshold(100), SnapshotMode::Sync);
+    let id = account_with_snapshot::<H, M>(&rig, 5, 5).await;
+    let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let before = rig.events.loads().len();
     let loaded = repo.load(id).await.expect("load");
     assert_eq!(loaded.version(), 6);
@@ -813,28 +813,28 @@ pub async fn load_reads_only_events_after_the_snapshot<H: RepositoryHarness>(h: 
 }
 
 /// E33 and section 5: with `Threshold(n)`, snapshots land at n, 2n, ...
-pub async fn threshold_snapshots_at_multiples<H: RepositoryHarness>(h: &H) {
+pub async fn threshold_snapshots_at_multiples<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(3), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(3), SnapshotMode::Sync);
     let mut root = repo.create_new(Uuid::new_v4());
     commit_each(&repo, &mut root, history("ada", 2)).await;
     assert_eq!(rig.snapshots.written_versions(), vec![3]);
 
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(10), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(10), SnapshotMode::Sync);
     let mut root = repo.create_new(Uuid::new_v4());
     commit(&repo, &mut root, history("ada", 0)).await;
     assert!(rig.snapshots.written().is_empty());
 
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(100), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let mut root = repo.create_new(Uuid::new_v4());
     commit_each(&repo, &mut root, history("ada", 249)).await;
     assert_eq!(rig.snapshots.written_versions(), vec![100, 200]);
     assert_eq!(repo.stats().snapshots_written, 2);
 
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Never, SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Never, SnapshotMode::Sync);
     let mut root = repo.create_new(Uuid::new_v4());
     commit_each(&repo, &mut root, history("ada", 20)).await;
     commit(&repo, &mut root, history("ada", 200).into_iter().skip(1)).await;
@@ -842,9 +842,9 @@ pub async fn threshold_snapshots_at_multiples<H: RepositoryHarness>(h: &H) {
 }
 
 /// E34: one save of 10 events with `Threshold(5)`: one snapshot, at 10.
-pub async fn one_big_save_snapshots_once<H: RepositoryHarness>(h: &H) {
+pub async fn one_big_save_snapshots_once<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(5), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(5), SnapshotMode::Sync);
     let mut root = repo.create_new(Uuid::new_v4());
     commit(&repo, &mut root, history("ada", 9)).await;
     assert_eq!(rig.snapshots.written_versions(), vec![10]);
@@ -852,9 +852,9 @@ pub async fn one_big_save_snapshots_once<H: RepositoryHarness>(h: &H) {
 
 /// E35: three events per save with `Threshold(5)`: snapshots at 6 and 12, where the saves
 /// cross the multiples.
-pub async fn crossing_a_boundary_snapshots_at_the_new_version<H: RepositoryHarness>(h: &H) {
+pub async fn crossing_a_boundary_snapshots_at_the_new_version<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(5), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(5), SnapshotMode::Sync);
     let mut root = repo.create_new(Uuid::new_v4());
     let events = history("ada", 11);
     for chunk in events.chunks(3) {
@@ -865,9 +865,9 @@ pub async fn crossing_a_boundary_snapshots_at_the_new_version<H: RepositoryHarne
 }
 
 /// E36: a save with no new events appends nothing and writes no snapshot.
-pub async fn empty_save_writes_nothing<H: RepositoryHarness>(h: &H) {
+pub async fn empty_save_writes_nothing<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(1), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Sync);
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
     assert_eq!(repo.save(&mut root).await.expect("save"), 0);
@@ -880,9 +880,9 @@ pub async fn empty_save_writes_nothing<H: RepositoryHarness>(h: &H) {
 
 /// E37: manual mode never snapshots by itself; `create_snapshot` writes, overwrites, and
 /// reports errors.
-pub async fn manual_mode_and_create_snapshot<H: RepositoryHarness>(h: &H) {
+pub async fn manual_mode_and_create_snapshot<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(1), SnapshotMode::Manual);
+    let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Manual);
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
     commit_each(&repo, &mut root, history("ada", 4)).await;
@@ -913,7 +913,7 @@ pub async fn manual_mode_and_create_snapshot<H: RepositoryHarness>(h: &H) {
         repo.create_snapshot(&committed).await,
         Err(RepositoryError::Snapshot(_))
     ));
-    let storeless = AggregateRepository::<AccountV1>::builder(Arc::clone(&rig.events))
+    let storeless = AggregateRepository::<M>::builder(Arc::clone(&rig.events))
         .build()
         .unwrap();
     assert!(!storeless.has_snapshot_support());
@@ -926,9 +926,9 @@ pub async fn manual_mode_and_create_snapshot<H: RepositoryHarness>(h: &H) {
 }
 
 /// E38: a version conflict writes no events and no snapshot, and keeps the root's events.
-pub async fn conflict_writes_nothing<H: RepositoryHarness>(h: &H) {
+pub async fn conflict_writes_nothing<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(1), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Sync);
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 1)).await;
@@ -959,13 +959,13 @@ pub async fn conflict_writes_nothing<H: RepositoryHarness>(h: &H) {
 
 /// `load_at(v)` gives the state at v: from the nearest retained snapshot at or below v, or
 /// by replay; a version past the head gives the current state.
-pub async fn load_at_gives_historical_state<H: RepositoryHarness>(h: &H) {
+pub async fn load_at_gives_historical_state<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 3).await;
-    let repo = rig.repo::<AccountV1>(Threshold(4), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(4), SnapshotMode::Sync);
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
     commit_each(&repo, &mut root, history("ada", 19)).await;
-    let replay = rig.replay::<AccountV1>();
+    let replay = rig.replay::<M>();
     for version in [1, 3, 4, 5, 9, 12, 13, 19, 20, 25] {
         let at = repo.load_at(id, version).await.expect("load_at");
         let expected = replay.load_at(id, version).await.expect("replay load_at");
@@ -986,9 +986,9 @@ pub async fn load_at_gives_historical_state<H: RepositoryHarness>(h: &H) {
 }
 
 /// A discarded aggregate loads as not found, though its history stays readable.
-pub async fn discarded_aggregate_is_not_found<H: RepositoryHarness>(h: &H) {
+pub async fn discarded_aggregate_is_not_found<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(2), SnapshotMode::Sync);
+    let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Sync);
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 2)).await;
@@ -998,7 +998,7 @@ pub async fn discarded_aggregate_is_not_found<H: RepositoryHarness>(h: &H) {
         Err(RepositoryError::AggregateNotFound { .. })
     ));
     assert_eq!(
-        repo.load_at(id, 3).await.expect("load_at").state().balance,
+        repo.load_at(id, 3).await.expect("load_at").state().account().balance,
         3
     );
 }
@@ -1006,9 +1006,9 @@ pub async fn discarded_aggregate_is_not_found<H: RepositoryHarness>(h: &H) {
 // --- F. Background mode ------------------------------------------------------------------
 
 /// F39: a background save returns while the snapshot write is still blocked.
-pub async fn background_save_does_not_wait_for_the_write<H: RepositoryHarness>(h: &H) {
+pub async fn background_save_does_not_wait_for_the_write<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(2), SnapshotMode::Background);
+    let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Background);
     rig.snapshots.close_gate();
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
@@ -1024,9 +1024,9 @@ pub async fn background_save_does_not_wait_for_the_write<H: RepositoryHarness>(h
 }
 
 /// F40: `await_pending_snapshots` waits for every aggregate's write and counts them.
-pub async fn await_pending_waits_for_every_aggregate<H: RepositoryHarness>(h: &H) {
+pub async fn await_pending_waits_for_every_aggregate<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(1), SnapshotMode::Background);
+    let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Background);
     rig.snapshots.close_gate();
     for _ in 0..3 {
         let mut root = repo.create_new(Uuid::new_v4());
@@ -1040,9 +1040,9 @@ pub async fn await_pending_waits_for_every_aggregate<H: RepositoryHarness>(h: &H
 }
 
 /// F41: a background failure is counted, never returned; later saves still snapshot.
-pub async fn background_failures_are_counted_not_returned<H: RepositoryHarness>(h: &H) {
+pub async fn background_failures_are_counted_not_returned<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(2), SnapshotMode::Background);
+    let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Background);
     rig.snapshots.fail_saves(true);
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
@@ -1058,9 +1058,9 @@ pub async fn background_failures_are_counted_not_returned<H: RepositoryHarness>(
 }
 
 /// F42: the state is captured when the snapshot is scheduled; later changes do not leak in.
-pub async fn background_captures_state_when_scheduled<H: RepositoryHarness>(h: &H) {
+pub async fn background_captures_state_when_scheduled<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(2), SnapshotMode::Background);
+    let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Background);
     rig.snapshots.close_gate();
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
@@ -1074,14 +1074,14 @@ pub async fn background_captures_state_when_scheduled<H: RepositoryHarness>(h: &
         .await
         .unwrap()
         .unwrap();
-    let state: AccountV1 = serde_json::from_value(stored.state).unwrap();
-    assert_eq!((stored.version, state.balance), (2, 1));
+    let state: M = serde_json::from_value(stored.state).unwrap();
+    assert_eq!((stored.version, state.account().balance), (2, 1));
 }
 
 /// F43: 1,000 rapid saves of one aggregate coalesce into few writes; the last one wins.
-pub async fn background_coalesces_rapid_saves<H: RepositoryHarness>(h: &H) {
+pub async fn background_coalesces_rapid_saves<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(1), SnapshotMode::Background);
+    let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Background);
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
     rig.snapshots.close_gate();
@@ -1109,9 +1109,9 @@ pub async fn background_coalesces_rapid_saves<H: RepositoryHarness>(h: &H) {
 
 /// F44: shutting down waits for pending writes and refuses new ones; dropping the
 /// repository with writes pending lets them finish; no partial rows, no panic.
-pub async fn shutdown_and_drop_with_pending_writes<H: RepositoryHarness>(h: &H) {
+pub async fn shutdown_and_drop_with_pending_writes<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let repo = rig.repo::<AccountV1>(Threshold(1), SnapshotMode::Background);
+    let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Background);
     rig.snapshots.close_gate();
     let id = Uuid::new_v4();
     let mut root = repo.create_new(id);
@@ -1127,7 +1127,7 @@ pub async fn shutdown_and_drop_with_pending_writes<H: RepositoryHarness>(h: &H) 
     assert_eq!(repo.pending_snapshot_count(), 0, "no writes after shutdown");
     assert_eq!(repo.stats().snapshots_dropped, 1);
 
-    let other = rig.repo::<AccountV1>(Threshold(1), SnapshotMode::Background);
+    let other = rig.repo::<M>(Threshold(1), SnapshotMode::Background);
     rig.snapshots.close_gate();
     let id = Uuid::new_v4();
     let mut root = other.create_new(id);
@@ -1137,8 +1137,8 @@ pub async fn shutdown_and_drop_with_pending_writes<H: RepositoryHarness>(h: &H) 
     for _ in 0..500 {
         if let Some(snapshot) = rig.snapshots.get_snapshot(id, "Account").await.unwrap() {
             assert_eq!(snapshot.version, 3);
-            let state: AccountV1 = serde_json::from_value(snapshot.state).unwrap();
-            assert_eq!(state.balance, 3, "a whole snapshot");
+            let state: M = serde_json::from_value(snapshot.state).unwrap();
+            assert_eq!(state.account().balance, 3, "a whole snapshot");
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
