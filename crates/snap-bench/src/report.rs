@@ -195,6 +195,15 @@ fn per_second(rate: f64) -> String {
     thousands(whole)
 }
 
+/// A speed-up: one decimal below 10x, whole and with separators above.
+fn times(factor: f64) -> String {
+    if factor < 10.0 {
+        format!("{factor:.1}x")
+    } else {
+        format!("{}x", per_second(factor))
+    }
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -253,13 +262,13 @@ impl Report {
     #[allow(clippy::print_stderr, reason = "progress goes to stderr")]
     pub(crate) fn add_load(&mut self, point: LoadPoint) {
         eprintln!(
-            "snap-bench: {:<9} load {:>7} events: full {:>12}, snapshot + {} {:>12} ({:.0}x)",
+            "snap-bench: {:<9} load {:>7} events: full {:>12}, snapshot + {} {:>12} ({})",
             point.backend,
             point.events,
             human(point.full.0),
             point.trailing,
             human(point.snapshot.0),
-            point.speedup()
+            times(point.speedup())
         );
         self.loads.push(point);
     }
@@ -338,12 +347,12 @@ impl Report {
             for point in &self.loads {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {:.0}x | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} |",
                     point.backend,
                     thousands(point.events),
                     human(point.full.0),
                     human(point.snapshot.0),
-                    point.speedup(),
+                    times(point.speedup()),
                     human(point.full.1),
                     human(point.snapshot.1),
                 );

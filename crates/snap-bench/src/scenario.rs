@@ -73,6 +73,70 @@ impl Floor {
     }
 }
 
+impl Floor {
+    /// The events of `id` after `after`, by a bare prepared SELECT on the floor's connection,
+    /// decoded as the stores decode them (JSON into values); returns how many.
+    async fn tail(&mut self, id: Uuid, after: u64) -> Result<usize, String> {
+        let after = i64::try_from(after).map_err(err)?;
+        match self {
+            Self::Sqlite(connection) => {
+                let mut statement = connection
+                    .prepare_cached(
+                        "SELECT version, event_id, event_type, payload, metadata, recorded_at
+                         FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2
+                         AND version > ?3 ORDER BY version",
+                    )
+                    .map_err(err)?;
+                let rows = statement
+                    .query_map(
+                        rusqlite::params!["BenchAccount", id.hyphenated().to_string(), after],
+                        |row| {
+                            Ok((
+                                row.get::<_, i64>(0)?,
+                                row.get::<_, String>(1)?,
+                                row.get::<_, String>(2)?,
+                                row.get::<_, String>(3)?,
+                                row.get::<_, String>(4)?,
+                                row.get::<_, i64>(5)?,
+                            ))
+                        },
+                    )
+                    .map_err(err)?;
+                let mut count = 0;
+                for row in rows {
+                    let (_, _, _, payload, metadata, _) = row.map_err(err)?;
+                    let _: serde_json::Value = serde_json::from_str(&payload).map_err(err)?;
+                    let _: serde_json::Value = serde_json::from_str(&metadata).map_err(err)?;
+                    count += 1;
+                }
+                Ok(count)
+            }
+            Self::Postgres(connection, _) => {
+                type EventRow = (
+                    i64,
+                    Uuid,
+                    String,
+                    sqlx::types::Json<serde_json::Value>,
+                    sqlx::types::Json<serde_json::Value>,
+                    sqlx::types::time::OffsetDateTime,
+                );
+                let rows: Vec<EventRow> = sqlx::query_as(
+                    "SELECT version, event_id, event_type, payload, metadata, recorded_at
+                     FROM snap_bench.events WHERE aggregate_type = $1 AND aggregate_id = $2
+                     AND version > $3 ORDER BY version",
+                )
+                .bind("BenchAccount")
+                .bind(id)
+                .bind(after)
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(err)?;
+                Ok(rows.len())
+            }
+        }
+    }
+}
+
 /// The targets of one backend (DESIGN.md section 9).
 struct Targets {
     get_snapshot: Target,
@@ -196,7 +260,6 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
 ) -> Result<(), String> {
     Report::progress(&format!("{backend}: seeding"));
     let fixture = seed(config, snapshots, event_store).await?;
-    let long = config.long_stream();
 
     let floor_name = floor.as_ref().map(|(name, _)| *name);
     let (floor_samples, store_samples) = get_snapshot_rows(
@@ -234,28 +297,20 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         .map_err(err)?;
 
     // Correctness first: the snapshot load must equal the full replay of the same stream.
-    let loaded = through.load(fixture.trailing_id).await.map_err(err)?;
-    let replayed = replaying.load(fixture.trailing_id).await.map_err(err)?;
-    if loaded.state() != replayed.state() || loaded.version() != replayed.version() {
-        return Err(format!(
-            "{backend}: a snapshot load differs from the full replay"
-        ));
-    }
-    if through.stats().snapshot_hits != 1 {
-        return Err(format!(
-            "{backend}: the trailing load did not use its snapshot"
-        ));
-    }
-    let trailing = time_loads(config, &through, fixture.trailing_id).await?;
-    report.add(
-        Section::Operations,
-        with_floor(Row::new(
-            backend,
-            format!("load {}: snapshot + {TRAILING} events", long - 1),
-            &trailing,
-        ))
-        .target(targets.trailing),
-    );
+    same_as_replay(backend, (&through, &replaying), fixture.trailing_id).await?;
+    trailing_rows(
+        backend,
+        config,
+        report,
+        &through,
+        fixture.trailing_id,
+        (
+            floor.as_mut().map(|(name, f)| (*name, &mut **f)),
+            floor_median,
+        ),
+        targets.trailing,
+    )
+    .await?;
 
     replay_rows(
         backend,
@@ -425,6 +480,91 @@ async fn throughput<S: SnapshotStore + Clone>(
         }
     }
     Ok(())
+}
+
+/// Loads `id` through its snapshot and by full replay: an error unless both give the same
+/// state and version and the first used the snapshot.
+async fn same_as_replay<E: EventStore>(
+    backend: &str,
+    (through, replaying): (
+        &AggregateRepository<BenchAccount, E>,
+        &AggregateRepository<BenchAccount, E>,
+    ),
+    id: Uuid,
+) -> Result<(), String> {
+    let hits = through.stats().snapshot_hits;
+    let loaded = through.load(id).await.map_err(err)?;
+    let replayed = replaying.load(id).await.map_err(err)?;
+    if loaded.state() != replayed.state() || loaded.version() != replayed.version() {
+        return Err(format!(
+            "{backend}: a snapshot load differs from the full replay"
+        ));
+    }
+    if through.stats().snapshot_hits != hits + 1 {
+        return Err(format!(
+            "{backend}: the load of {id} did not use its snapshot"
+        ));
+    }
+    Ok(())
+}
+
+/// The load of the long aggregate through its snapshot, and the same two reads by bare
+/// SELECTs on the floor's connection.
+async fn trailing_rows<E: EventStore>(
+    backend: &'static str,
+    config: &Config,
+    report: &mut Report,
+    through: &AggregateRepository<BenchAccount, E>,
+    trailing_id: Uuid,
+    (mut floor, floor_median): (Option<(&'static str, &mut Floor)>, std::time::Duration),
+    target: Target,
+) -> Result<(), String> {
+    let long = config.long_stream();
+    let trailing = time_loads(config, through, trailing_id).await?;
+    let mut row = Row::new(
+        backend,
+        format!("load {}: snapshot + {TRAILING} events", long - 1),
+        &trailing,
+    )
+    .target(target);
+    if let Some((name, floor)) = floor.as_mut() {
+        let at = long - 1 - TRAILING;
+        let bare = bare_reads(floor, trailing_id, at, trailing.len()).await?;
+        report.add(
+            Section::Operations,
+            Row::new(
+                backend,
+                format!("bare SELECTs: snapshot row + {TRAILING} event rows"),
+                &bare,
+            )
+            .against(name, floor_median),
+        );
+        row = row.against(name, floor_median);
+    }
+    report.add(Section::Operations, row);
+    Ok(())
+}
+
+/// What a snapshot load's two reads cost without the stores and the repository: the snapshot
+/// row and the event rows after `at`, by bare SELECTs on the floor's connection.
+async fn bare_reads(
+    floor: &mut Floor,
+    id: Uuid,
+    at: u64,
+    samples: usize,
+) -> Result<Samples, String> {
+    let mut bare = Samples::default();
+    for _ in 0..samples.min(2_000) {
+        let started = std::time::Instant::now();
+        floor.get(id).await?;
+        let count = floor.tail(id, at).await?;
+        bare.push(started.elapsed());
+        assert_eq!(
+            count as u64, TRAILING,
+            "the bare tail reads the trailing events"
+        );
+    }
+    Ok(bare)
 }
 
 /// The full replay of the long stream through the repository, and the store's share of it.

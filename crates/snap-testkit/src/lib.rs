@@ -58,14 +58,14 @@ mod model;
 pub mod repository;
 pub mod snapshot_store;
 
-#[doc(hidden)]
-pub use snap_core;
 pub use hostile::{event_store_survives_hostile_input, snapshot_store_survives_hostile_input};
 pub use invariant::{
     decider_core_matches_full_replay, decider_repository_matches_full_replay,
     repository_matches_full_replay,
 };
 pub use model::{event_store_matches_model, snapshot_store_matches_model};
+#[doc(hidden)]
+pub use snap_core;
 
 /// How many times longer the fault and load cases run: `SNAP_SOAK` (default 1). `cargo xtask
 /// soak` sets it to 10.

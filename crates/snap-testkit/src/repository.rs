@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::RepositoryHarness;
 use crate::accounts::{
-    AccountEvent, AccountModel, AccountV1, AccountV2, AccountV3, DriftedAccount, failing_to_v2, history, to_v2,
-    to_v3,
+    AccountEvent, AccountModel, AccountV1, AccountV2, AccountV3, DriftedAccount, failing_to_v2,
+    history, to_v2, to_v3,
 };
 use crate::faults::{FaultySnapshotStore, RecordingEventStore};
 
@@ -200,7 +200,9 @@ pub async fn corrupt_snapshot_falls_back_to_replay<H: RepositoryHarness, M: Acco
 }
 
 /// C19: a snapshot store outage on read: the load replays; counted apart from corruption.
-pub async fn snapshot_store_outage_falls_back_to_replay<H: RepositoryHarness, M: AccountModel>(h: &H) {
+pub async fn snapshot_store_outage_falls_back_to_replay<H: RepositoryHarness, M: AccountModel>(
+    h: &H,
+) {
     let rig = Rig::open(h, 1).await;
     let id = account_with_snapshot::<H, M>(&rig, 12, 10).await;
     rig.snapshots.fail_gets(true);
@@ -383,7 +385,9 @@ pub async fn invalid_configuration_is_refused<H: RepositoryHarness>(h: &H) {
 
 /// A snapshot read slower than the repository's timeout is abandoned: the load replays and
 /// counts a store error.
-pub async fn slow_snapshot_reads_time_out_into_replay<H: RepositoryHarness, M: AccountModel>(h: &H) {
+pub async fn slow_snapshot_reads_time_out_into_replay<H: RepositoryHarness, M: AccountModel>(
+    h: &H,
+) {
     let rig = Rig::open(h, 1).await;
     let id = account_with_snapshot::<H, M>(&rig, 12, 10).await;
     rig.snapshots.delay_gets(std::time::Duration::from_secs(30));
@@ -403,7 +407,12 @@ pub async fn slow_snapshot_reads_time_out_into_replay<H: RepositoryHarness, M: A
 
 /// A snapshot store that fails every third call: every load still returns the state of a
 /// full replay, every save commits, and every injected failure is counted.
-pub async fn flaky_snapshot_store_never_breaks_loads_or_saves<H: RepositoryHarness, M: AccountModel>(h: &H) {
+pub async fn flaky_snapshot_store_never_breaks_loads_or_saves<
+    H: RepositoryHarness,
+    M: AccountModel,
+>(
+    h: &H,
+) {
     let rig = Rig::open(h, 1).await;
     rig.snapshots.fail_every(3);
     let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Sync);
@@ -800,7 +809,9 @@ pub async fn rebuild_snapshots_after_a_schema_bump<H: RepositoryHarness>(h: &H) 
 // --- E. Load and save ---------------------------------------------------------------------
 
 /// E31: S(5) + event 6: the load gives v6 and reads the event store from version 6 only.
-pub async fn load_reads_only_events_after_the_snapshot<H: RepositoryHarness, M: AccountModel>(h: &H) {
+pub async fn load_reads_only_events_after_the_snapshot<H: RepositoryHarness, M: AccountModel>(
+    h: &H,
+) {
     let rig = Rig::open(h, 1).await;
     let id = account_with_snapshot::<H, M>(&rig, 5, 5).await;
     let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
@@ -852,7 +863,12 @@ pub async fn one_big_save_snapshots_once<H: RepositoryHarness, M: AccountModel>(
 
 /// E35: three events per save with `Threshold(5)`: snapshots at 6 and 12, where the saves
 /// cross the multiples.
-pub async fn crossing_a_boundary_snapshots_at_the_new_version<H: RepositoryHarness, M: AccountModel>(h: &H) {
+pub async fn crossing_a_boundary_snapshots_at_the_new_version<
+    H: RepositoryHarness,
+    M: AccountModel,
+>(
+    h: &H,
+) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(5), SnapshotMode::Sync);
     let mut root = repo.create_new(Uuid::new_v4());
@@ -998,7 +1014,12 @@ pub async fn discarded_aggregate_is_not_found<H: RepositoryHarness, M: AccountMo
         Err(RepositoryError::AggregateNotFound { .. })
     ));
     assert_eq!(
-        repo.load_at(id, 3).await.expect("load_at").state().account().balance,
+        repo.load_at(id, 3)
+            .await
+            .expect("load_at")
+            .state()
+            .account()
+            .balance,
         3
     );
 }
@@ -1006,7 +1027,9 @@ pub async fn discarded_aggregate_is_not_found<H: RepositoryHarness, M: AccountMo
 // --- F. Background mode ------------------------------------------------------------------
 
 /// F39: a background save returns while the snapshot write is still blocked.
-pub async fn background_save_does_not_wait_for_the_write<H: RepositoryHarness, M: AccountModel>(h: &H) {
+pub async fn background_save_does_not_wait_for_the_write<H: RepositoryHarness, M: AccountModel>(
+    h: &H,
+) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Background);
     rig.snapshots.close_gate();
@@ -1040,7 +1063,9 @@ pub async fn await_pending_waits_for_every_aggregate<H: RepositoryHarness, M: Ac
 }
 
 /// F41: a background failure is counted, never returned; later saves still snapshot.
-pub async fn background_failures_are_counted_not_returned<H: RepositoryHarness, M: AccountModel>(h: &H) {
+pub async fn background_failures_are_counted_not_returned<H: RepositoryHarness, M: AccountModel>(
+    h: &H,
+) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Background);
     rig.snapshots.fail_saves(true);
@@ -1058,7 +1083,9 @@ pub async fn background_failures_are_counted_not_returned<H: RepositoryHarness, 
 }
 
 /// F42: the state is captured when the snapshot is scheduled; later changes do not leak in.
-pub async fn background_captures_state_when_scheduled<H: RepositoryHarness, M: AccountModel>(h: &H) {
+pub async fn background_captures_state_when_scheduled<H: RepositoryHarness, M: AccountModel>(
+    h: &H,
+) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Background);
     rig.snapshots.close_gate();
