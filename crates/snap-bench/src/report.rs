@@ -101,6 +101,8 @@ pub(crate) struct LoadPoint {
     pub(crate) trailing: u64,
     pub(crate) full: (Duration, Duration),
     pub(crate) snapshot: (Duration, Duration),
+    /// The backend's floor, measured in the same run.
+    pub(crate) floor: Option<Duration>,
 }
 
 impl LoadPoint {
@@ -117,7 +119,24 @@ impl LoadPoint {
             trailing,
             full: (full.median(), full.p95()),
             snapshot: (snapshot.median(), snapshot.p95()),
+            floor: None,
         }
+    }
+
+    /// Compares both loads with the backend's floor, when it has one.
+    pub(crate) fn against(mut self, floor: Option<Duration>) -> Self {
+        self.floor = floor.filter(|floor| !floor.is_zero());
+        self
+    }
+
+    /// Both medians as multiples of the floor.
+    fn ratios(&self) -> Option<(f64, f64)> {
+        self.floor.map(|floor| {
+            (
+                self.full.0.as_secs_f64() / floor.as_secs_f64(),
+                self.snapshot.0.as_secs_f64() / floor.as_secs_f64(),
+            )
+        })
     }
 
     /// How many times faster the snapshot load is, by medians.
@@ -341,13 +360,13 @@ impl Report {
                  (measured at the worst case, 99).\n\n",
             );
             out.push_str(
-                "| backend | events | without snapshot | with snapshot (every 100) | speed-up | p95 without | p95 with |\n",
+                "| backend | events | without snapshot | with snapshot (every 100) | speed-up | p95 without | p95 with | floor | without / floor | with / floor |\n",
             );
-            out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+            out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             for point in &self.loads {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     point.backend,
                     thousands(point.events),
                     human(point.full.0),
@@ -355,6 +374,13 @@ impl Report {
                     times(point.speedup()),
                     human(point.full.1),
                     human(point.snapshot.1),
+                    point.floor.map_or_else(|| "-".to_owned(), human),
+                    point
+                        .ratios()
+                        .map_or_else(|| "-".to_owned(), |(full, _)| format!("{full:.0}x")),
+                    point
+                        .ratios()
+                        .map_or_else(|| "-".to_owned(), |(_, snap)| format!("{snap:.1}x")),
                 );
             }
             out.push_str("\n![load time by stream length](report.svg)\n\n");
@@ -436,6 +462,9 @@ impl Report {
                     "full_replay": { "median_ns": nanos(point.full.0), "p95_ns": nanos(point.full.1) },
                     "snapshot": { "median_ns": nanos(point.snapshot.0), "p95_ns": nanos(point.snapshot.1) },
                     "speedup": point.speedup(),
+                    "floor_ns": point.floor.map(nanos),
+                    "full_replay_to_floor": point.ratios().map(|(full, _)| full),
+                    "snapshot_to_floor": point.ratios().map(|(_, snapshot)| snapshot),
                 })
             })
             .collect();

@@ -323,7 +323,7 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
     .await?;
 
     load_table(
-        backend,
+        (backend, floor_name.map(|_| floor_median)),
         config,
         report,
         snapshots,
@@ -612,7 +612,7 @@ async fn replay_rows<E: EventStore>(
 /// Loads of a stream of each length in `config.event_counts`: by full replay, and through a
 /// snapshot 99 events before the head (the worst case of `Threshold(100)`).
 async fn load_table<S: SnapshotStore, E: EventStore>(
-    backend: &'static str,
+    (backend, floor): (&'static str, Option<std::time::Duration>),
     config: &Config,
     report: &mut Report,
     snapshots: &S,
@@ -637,7 +637,7 @@ async fn load_table<S: SnapshotStore, E: EventStore>(
         };
         let full = time_loads(config, replaying, id).await?;
         let fast = time_loads(config, through, id).await?;
-        report.add_load(LoadPoint::new(backend, n, trailing, &full, &fast));
+        report.add_load(LoadPoint::new(backend, n, trailing, &full, &fast).against(floor));
     }
     Ok(())
 }
