@@ -377,10 +377,10 @@ impl Report {
                     point.floor.map_or_else(|| "-".to_owned(), human),
                     point
                         .ratios()
-                        .map_or_else(|| "-".to_owned(), |(full, _)| format!("{full:.0}x")),
+                        .map_or_else(|| "-".to_owned(), |(full, _)| times(full)),
                     point
                         .ratios()
-                        .map_or_else(|| "-".to_owned(), |(_, snap)| format!("{snap:.1}x")),
+                        .map_or_else(|| "-".to_owned(), |(_, snap)| times(snap)),
                 );
             }
             out.push_str("\n![load time by stream length](report.svg)\n\n");

@@ -184,6 +184,23 @@ macro_rules! __async_model_cases {
     )*};
 }
 
+/// The repository cases about one account model, run for the aggregate and again, in a
+/// `through_decider` module, for the decider repository's `Decided<AccountDecider>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __repository_model_cases {
+    ($harness:expr; $($case:ident),* $(,)?) => {
+        $crate::__async_model_cases!(repository, RepositoryHarness, $harness,
+            $crate::accounts::AccountV1; $($case),*);
+
+        mod through_decider {
+            use super::*;
+            $crate::__async_model_cases!(repository, RepositoryHarness, $harness,
+                $crate::snap_core::Decided<$crate::accounts::AccountDecider>; $($case),*);
+        }
+    };
+}
+
 /// Expands to one `#[test]` per snapshot store case, plus the model-based property test.
 /// The argument is an expression that builds a [`SnapshotStoreHarness`].
 #[macro_export]
@@ -235,8 +252,7 @@ macro_rules! repository_conformance {
     ($harness:expr) => {
         // Cases about one aggregate model: the account as an aggregate, and again as the
         // decider repository's `Decided<AccountDecider>`, through the same core.
-        $crate::__async_model_cases!(repository, RepositoryHarness, $harness,
-            $crate::accounts::AccountV1;
+        $crate::__repository_model_cases!($harness;
             corrupt_snapshot_falls_back_to_replay,
             snapshot_store_outage_falls_back_to_replay,
             failing_snapshot_write_keeps_the_save,
@@ -264,39 +280,6 @@ macro_rules! repository_conformance {
             background_coalesces_rapid_saves,
             shutdown_and_drop_with_pending_writes,
         );
-
-        mod through_decider {
-            use super::*;
-            $crate::__async_model_cases!(repository, RepositoryHarness, $harness,
-                $crate::snap_core::Decided<$crate::accounts::AccountDecider>;
-                corrupt_snapshot_falls_back_to_replay,
-                snapshot_store_outage_falls_back_to_replay,
-                failing_snapshot_write_keeps_the_save,
-                missing_aggregate_is_not_found,
-                snapshot_ahead_of_the_stream_is_ignored,
-                archived_history_is_an_error,
-                slow_snapshot_reads_time_out_into_replay,
-                flaky_snapshot_store_never_breaks_loads_or_saves,
-                concurrent_commands_lose_nothing,
-                current_schema_needs_no_migration,
-                undeserialisable_state_replays,
-                load_reads_only_events_after_the_snapshot,
-                threshold_snapshots_at_multiples,
-                one_big_save_snapshots_once,
-                crossing_a_boundary_snapshots_at_the_new_version,
-                empty_save_writes_nothing,
-                manual_mode_and_create_snapshot,
-                conflict_writes_nothing,
-                load_at_gives_historical_state,
-                discarded_aggregate_is_not_found,
-                background_save_does_not_wait_for_the_write,
-                await_pending_waits_for_every_aggregate,
-                background_failures_are_counted_not_returned,
-                background_captures_state_when_scheduled,
-                background_coalesces_rapid_saves,
-                shutdown_and_drop_with_pending_writes,
-            );
-        }
 
         // Cases that need several schema versions of the aggregate.
         $crate::__async_cases!(repository, RepositoryHarness, $harness;
