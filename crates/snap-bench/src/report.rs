@@ -185,6 +185,9 @@ pub(crate) enum Section {
 pub(crate) struct Report {
     quick: bool,
     command: String,
+    /// When and where the run happened, read once so the markdown and the JSON agree.
+    date: String,
+    machine: String,
     rows: Vec<(Section, Row)>,
     loads: Vec<LoadPoint>,
     rates: Vec<Rate>,
@@ -260,6 +263,8 @@ impl Report {
         Self {
             quick,
             command,
+            date: today(),
+            machine: machine(),
             rows: Vec::new(),
             loads: Vec::new(),
             rates: Vec::new(),
@@ -345,9 +350,7 @@ impl Report {
         let _ = writeln!(
             out,
             "Measured {} on {} with `{}`. Medians of many samples, p95 beside them.\n",
-            today(),
-            machine(),
-            self.command
+            self.date, self.machine, self.command
         );
         if self.quick {
             out.push_str("_Quick run: few samples and a short stream; not a measurement._\n\n");
@@ -485,8 +488,8 @@ impl Report {
             })
             .collect();
         serde_json::json!({
-            "date": today(),
-            "machine": machine(),
+            "date": self.date,
+            "machine": self.machine,
             "command": self.command,
             "quick": self.quick,
             "loads": loads,

@@ -447,17 +447,19 @@ async fn throughput<S: SnapshotStore + Clone>(
             for task in 0..tasks {
                 let store = snapshots.clone();
                 let ids: Vec<Uuid> = ids.iter().skip(task).step_by(tasks).copied().collect();
-                let own = Uuid::new_v4();
+                let reads = operation == "get_snapshot";
+                // Built once: the loop times the store, not building and serialising a state.
+                let mut snapshot =
+                    Snapshot::new(Uuid::new_v4(), "BenchAccount", 1, sample_state(), 1);
                 handles.push(tokio::spawn(async move {
                     let mut ops = 0u64;
                     let mut next = ids.iter().cycle();
                     while std::time::Instant::now() < deadline {
-                        if operation == "get_snapshot" {
+                        if reads {
                             let id = *next.next().ok_or("no ids")?;
                             store.get_snapshot(id, "BenchAccount").await.map_err(err)?;
                         } else {
-                            let snapshot =
-                                Snapshot::new(own, "BenchAccount", ops + 1, sample_state(), 1);
+                            snapshot.version = ops + 1;
                             store.save_snapshot(&snapshot).await.map_err(err)?;
                         }
                         ops += 1;
