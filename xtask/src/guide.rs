@@ -29,29 +29,30 @@ enum Block {
     Rust(String),
 }
 
-/// The guide's `sh` and `rust` blocks, in order.
+/// How an open block is kept when it closes; `None` for a language the runner skips.
+type Keep = Option<fn(String) -> Block>;
+
+/// The guide's `sh` and `rust` blocks, in order; blocks in other languages are skipped.
 fn blocks(markdown: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
-    let mut open: Option<(bool, String)> = None;
+    // The open block: its body, and how to keep it (`None`: another language, dropped).
+    let mut open: Option<(Keep, String)> = None;
     for line in markdown.lines() {
         match (&mut open, line.trim_start().strip_prefix("```")) {
             (None, Some(tag)) => {
                 let tag = tag.trim();
-                let shell = tag == "sh";
-                let rust = tag == "rust" || tag.starts_with("rust,");
-                open = Some((shell, String::new()));
-                if !shell && !rust {
-                    // Another language: read to its end and drop it.
-                    open = Some((false, "\u{0}".to_owned()));
-                }
+                let kind: Keep = if tag == "sh" {
+                    Some(Block::Shell)
+                } else if tag == "rust" || tag.starts_with("rust,") {
+                    Some(Block::Rust)
+                } else {
+                    None
+                };
+                open = Some((kind, String::new()));
             }
-            (Some((shell, body)), Some(_)) => {
-                if !body.starts_with('\u{0}') {
-                    blocks.push(if *shell {
-                        Block::Shell(std::mem::take(body))
-                    } else {
-                        Block::Rust(std::mem::take(body))
-                    });
+            (Some((kind, body)), Some(_)) => {
+                if let Some(kind) = kind {
+                    blocks.push(kind(std::mem::take(body)));
                 }
                 open = None;
             }
