@@ -2,6 +2,7 @@
 //! id, version and uncommitted events ([`AggregateRoot`]).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -75,6 +76,35 @@ pub enum CaptureError {
     Serialize(#[source] serde_json::Error),
 }
 
+/// Why the uncommitted events of an [`AggregateRoot`] cannot be appended. Nothing is written
+/// when a save meets it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The event did not serialise.
+    #[error("uncommitted event {index} could not be serialised")]
+    Serialize {
+        /// Its place among the uncommitted events, from 0.
+        index: usize,
+        /// The serde error.
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+    /// The event serialised, but its JSON does not deserialise back into the event type
+    /// (a non-finite float becomes `null`, an asymmetric serde impl): a stored copy could never
+    /// be replayed, so it is not stored.
+    #[error(
+        "uncommitted event {index} does not read back from its own JSON; it could never be replayed"
+    )]
+    NotReplayable {
+        /// Its place among the uncommitted events, from 0.
+        index: usize,
+        /// The serde error of reading it back.
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+}
+
 /// An aggregate instance: its id, its committed version, its state and the events recorded
 /// since the last save.
 pub struct AggregateRoot<A: Aggregate> {
@@ -82,8 +112,29 @@ pub struct AggregateRoot<A: Aggregate> {
     version: u64,
     state: A,
     uncommitted: Vec<A::Event>,
+    /// The uncommitted events as they will be appended, encoded once by `record`.
+    encoded: Vec<NewEvent>,
+    /// The first uncommitted event that cannot be appended, if any.
+    unencodable: Option<EncodeError>,
     snapshot_version: u64,
     last_replay: Option<(u64, Duration)>,
+}
+
+/// Serialises an event and reads it back: the form a store keeps and the event a replay of
+/// that form applies.
+fn encode<A: Aggregate>(
+    event: &A::Event,
+    index: usize,
+) -> Result<(NewEvent, A::Event), EncodeError> {
+    let new = NewEvent::from_event(event).map_err(|e| EncodeError::Serialize {
+        index,
+        source: Arc::new(e),
+    })?;
+    let decoded = A::Event::deserialize(&new.payload).map_err(|e| EncodeError::NotReplayable {
+        index,
+        source: Arc::new(e),
+    })?;
+    Ok((new, decoded))
 }
 
 impl<A: Aggregate> AggregateRoot<A> {
@@ -99,6 +150,8 @@ impl<A: Aggregate> AggregateRoot<A> {
             version,
             state,
             uncommitted: Vec::new(),
+            encoded: Vec::new(),
+            unencodable: None,
             snapshot_version: 0,
             last_replay: None,
         }
@@ -172,8 +225,25 @@ impl<A: Aggregate> AggregateRoot<A> {
     }
 
     /// Applies a new event and queues it for the next save.
+    ///
+    /// The event is applied as the store will keep it: it is serialised here, once (the JSON
+    /// the next save appends), read back, and the read-back event is what `apply` sees. For an
+    /// event whose serde round trip is exact that is the event itself. For one whose round
+    /// trip loses something (a `#[serde(skip)]` field, a custom impl), the state is the one
+    /// every later load replays, so a snapshot of it never holds a state that no replay gives.
+    /// An event that does not serialise, or does not read back at all, is applied as given
+    /// and makes the next save fail with [`EncodeError`] before anything is written.
     pub fn record(&mut self, event: A::Event) {
-        self.state.apply(&event);
+        match encode::<A>(&event, self.uncommitted.len()) {
+            Ok((new, decoded)) => {
+                self.state.apply(&decoded);
+                self.encoded.push(new);
+            }
+            Err(error) => {
+                self.state.apply(&event);
+                self.unencodable.get_or_insert(error);
+            }
+        }
         self.uncommitted.push(event);
     }
 
@@ -182,15 +252,22 @@ impl<A: Aggregate> AggregateRoot<A> {
         &self.uncommitted
     }
 
-    /// Serialises the uncommitted events for [`EventStore::append`](crate::EventStore::append).
-    pub fn uncommitted_as_new_events(&self) -> Result<Vec<NewEvent>, serde_json::Error> {
-        self.uncommitted.iter().map(NewEvent::from_event).collect()
+    /// The uncommitted events as [`EventStore::append`](crate::EventStore::append) takes them,
+    /// encoded when they were recorded (so their ids stay the same from one save attempt to
+    /// the next), or why one of them cannot be stored.
+    pub fn uncommitted_as_new_events(&self) -> Result<Vec<NewEvent>, EncodeError> {
+        match &self.unencodable {
+            Some(error) => Err(error.clone()),
+            None => Ok(self.encoded.clone()),
+        }
     }
 
     /// Marks the uncommitted events as stored: the version advances past them.
     pub fn mark_committed(&mut self) {
         self.version = self.pending_version();
         self.uncommitted.clear();
+        self.encoded.clear();
+        self.unencodable = None;
     }
 
     /// Applies a stored event during a load. Its version must be exactly the next one and it
@@ -265,6 +342,8 @@ impl<A: Aggregate + Clone> Clone for AggregateRoot<A> {
             version: self.version,
             state: self.state.clone(),
             uncommitted: self.uncommitted.clone(),
+            encoded: self.encoded.clone(),
+            unencodable: self.unencodable.clone(),
             snapshot_version: self.snapshot_version,
             last_replay: self.last_replay,
         }

@@ -27,7 +27,7 @@ mod snapshot;
 mod store;
 pub mod validate;
 
-pub use aggregate::{Aggregate, AggregateRoot, CaptureError};
+pub use aggregate::{Aggregate, AggregateRoot, CaptureError, EncodeError};
 pub use decider::{Decided, Decider};
 pub use error::{
     BackendError, BoxError, EventStoreError, InvalidInput, ReplayError, SnapshotError,

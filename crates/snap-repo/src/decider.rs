@@ -25,6 +25,19 @@ pub enum DeciderError<E: std::error::Error + 'static> {
     /// `decide` rejected the command; nothing was written.
     #[error("the command was rejected")]
     Rejected(#[source] E),
+    /// The aggregate is terminal ([`Decider::is_terminal`]): it accepts no more commands.
+    /// Nothing was decided or written, and the command was not retried.
+    #[error(
+        "{aggregate_type}/{aggregate_id} is terminal at version {version}: it accepts no more commands"
+    )]
+    Terminal {
+        /// The aggregate.
+        aggregate_id: Uuid,
+        /// Its type.
+        aggregate_type: &'static str,
+        /// The version at which it became terminal (its head).
+        version: u64,
+    },
     /// Loading or saving failed; after the last attempt this includes
     /// [`RepositoryError::Concurrency`].
     #[error("the repository failed")]
@@ -169,6 +182,9 @@ impl<D: Decider, E: EventStore> DeciderRepository<D, E> {
     /// [`Decider::initial_state`]), decides, and appends the events with the version they were
     /// decided on. On a version conflict it reloads and decides again, up to `max_attempts`
     /// times. Snapshots follow the strategy and mode, as in [`AggregateRepository::save`].
+    ///
+    /// A terminal aggregate ([`Decider::is_terminal`]) gets no say: the call returns
+    /// [`DeciderError::Terminal`] without deciding, writing or retrying.
     pub async fn handle(
         &self,
         id: Uuid,
@@ -177,11 +193,14 @@ impl<D: Decider, E: EventStore> DeciderRepository<D, E> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut root = match self.inner.load(id).await {
-                Ok(root) => root,
-                Err(RepositoryError::AggregateNotFound { .. }) => self.inner.create_new(id),
-                Err(e) => return Err(e.into()),
-            };
+            let mut root = self.inner.load_for_command(id).await?;
+            if root.version() > 0 && D::is_terminal(&root.state().0) {
+                return Err(DeciderError::Terminal {
+                    aggregate_id: id,
+                    aggregate_type: D::TYPE,
+                    version: root.version(),
+                });
+            }
             let events = D::decide(command, &root.state().0).map_err(DeciderError::Rejected)?;
             if events.is_empty() {
                 return Ok(Handled {

@@ -1,6 +1,6 @@
 //! Errors of the repository.
 
-use snap_core::{CaptureError, EventStoreError, ReplayError, SnapshotError};
+use snap_core::{CaptureError, EncodeError, EventStoreError, ReplayError, SnapshotError};
 use snap_strategy::StrategyError;
 use uuid::Uuid;
 
@@ -42,16 +42,18 @@ pub enum RepositoryError {
     /// or lost), or an event that does not deserialise. Never answered with a wrong state.
     #[error("the stored events cannot be replayed")]
     Replay(#[from] ReplayError),
-    /// An uncommitted event could not be serialised.
-    #[error("an event of {aggregate_type}/{aggregate_id} could not be serialised")]
+    /// An uncommitted event cannot be stored: it does not serialise, or its JSON does not
+    /// read back as the event, so it could never be replayed. Nothing of this save was
+    /// written.
+    #[error("an event of {aggregate_type}/{aggregate_id} cannot be stored")]
     Serialization {
         /// The aggregate.
         aggregate_id: Uuid,
         /// Its type.
         aggregate_type: String,
-        /// The serde error.
+        /// Which event, and why.
         #[source]
-        source: serde_json::Error,
+        source: EncodeError,
     },
     /// `create_snapshot` on a repository built without a snapshot store.
     #[error("the repository has no snapshot store")]

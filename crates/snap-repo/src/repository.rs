@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use snap_core::{
-    Aggregate, AggregateRoot, DynEventStore, DynSnapshotStore, EventStore, MigrationChain,
-    MigrationError, Snapshot, SnapshotError, SnapshotStore,
+    Aggregate, AggregateRoot, CaptureError, DynEventStore, DynSnapshotStore, EventStore,
+    MigrationChain, MigrationError, Snapshot, SnapshotError, SnapshotStore,
 };
 use snap_strategy::{
     BackgroundConfig, BackgroundSnapshotter, ReplayCost, Scheduled, SnapshotContext, SnapshotMode,
@@ -286,7 +286,7 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
     /// The aggregate's current state: the latest snapshot plus the events after it, or a full
     /// replay. [`RepositoryError::AggregateNotFound`] if it has no events or is discarded.
     pub async fn load(&self, id: Uuid) -> Result<AggregateRoot<A>, RepositoryError> {
-        self.load_span(id, None).await
+        self.found(self.load_span(id, None).await?)
     }
 
     /// The aggregate as it was at `version`: the nearest retained snapshot at or below it plus
@@ -296,7 +296,28 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         id: Uuid,
         version: u64,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
-        self.load_span(id, Some(version)).await
+        self.found(self.load_span(id, Some(version)).await?)
+    }
+
+    /// The root, or [`RepositoryError::AggregateNotFound`] if it has no events or is
+    /// discarded.
+    fn found(&self, root: AggregateRoot<A>) -> Result<AggregateRoot<A>, RepositoryError> {
+        if root.version() == 0 || root.state().is_discarded() {
+            return Err(RepositoryError::AggregateNotFound {
+                aggregate_id: root.id(),
+                aggregate_type: A::TYPE.to_owned(),
+            });
+        }
+        Ok(root)
+    }
+
+    /// The current state for a command: a new root at version 0 when the aggregate has no
+    /// events, and a discarded aggregate as it is, so the caller can tell the two apart.
+    pub(crate) async fn load_for_command(
+        &self,
+        id: Uuid,
+    ) -> Result<AggregateRoot<A>, RepositoryError> {
+        self.load_span(id, None).await
     }
 
     async fn load_span(
@@ -344,11 +365,9 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         }
         let mut root = start.root;
         root.note_replay(replayed, started.elapsed());
-        if root.version() == 0 || root.state().is_discarded() {
-            return Err(RepositoryError::AggregateNotFound {
-                aggregate_id: id,
-                aggregate_type: A::TYPE.to_owned(),
-            });
+        if root.version() == 0 {
+            // No stream: a new aggregate, and nothing a load could count.
+            return Ok(AggregateRoot::new(id));
         }
         self.inner.counters.load(A::TYPE, start.fallback, replayed);
         if let Some(migrated) = start.migrated {
@@ -663,11 +682,8 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             });
         }
         let as_json = |state: &A| {
-            serde_json::to_value(state).map_err(|source| RepositoryError::Serialization {
-                aggregate_id: id,
-                aggregate_type: A::TYPE.to_owned(),
-                source,
-            })
+            serde_json::to_value(state)
+                .map_err(|e| RepositoryError::Capture(CaptureError::Serialize(e)))
         };
         let (snapshot_state, replayed_state) =
             (as_json(restored.state())?, as_json(replayed.state())?);

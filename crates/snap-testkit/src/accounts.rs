@@ -218,6 +218,8 @@ pub enum AccountCommand {
     Deposit(i64),
     /// Take money out, if the balance covers it.
     Withdraw(i64),
+    /// Close the account: it is terminal afterwards, and `handle` refuses every command.
+    Close,
 }
 
 /// Why an account refuses a command.
@@ -273,6 +275,7 @@ impl snap_core::Decider for AccountDecider {
             AccountCommand::Withdraw(amount) => {
                 Ok(vec![AccountEvent::Withdrawn { amount: *amount }])
             }
+            AccountCommand::Close => Ok(vec![AccountEvent::Closed]),
         }
     }
 

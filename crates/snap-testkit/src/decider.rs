@@ -118,3 +118,41 @@ pub async fn decider_concurrent_handles_both_succeed<H: RepositoryHarness>(h: &H
         .unwrap();
     let _: Decided<AccountDecider> = serde_json::from_value(stored.state).unwrap();
 }
+
+/// A command to a closed (terminal) account is refused at once as
+/// [`DeciderError::Terminal`]: decided once, nothing appended, no conflict counted, no retry.
+pub async fn decider_command_to_a_closed_account_is_refused_at_once<H: RepositoryHarness>(h: &H) {
+    let rig = Rig::open(h, 1).await;
+    let repo = decider(&rig, SnapshotMode::Sync);
+    let id = Uuid::new_v4();
+    repo.handle(id, &AccountCommand::Open("ada".into()))
+        .await
+        .unwrap();
+    repo.handle(id, &AccountCommand::Deposit(10)).await.unwrap();
+    let closed = repo.handle(id, &AccountCommand::Close).await.unwrap();
+    assert_eq!(closed.version, 3);
+    let appends = rig.events.appends();
+    for command in [
+        AccountCommand::Deposit(5),
+        AccountCommand::Open("bob".into()),
+        AccountCommand::Close,
+    ] {
+        match repo.handle(id, &command).await {
+            Err(DeciderError::Terminal {
+                aggregate_id,
+                aggregate_type,
+                version,
+            }) => assert_eq!((aggregate_id, aggregate_type, version), (id, "Account", 3)),
+            other => panic!("{command:?} on a closed account: {other:?}"),
+        }
+    }
+    assert_eq!(rig.events.appends(), appends, "nothing was appended");
+    assert_eq!(rig.events.current_version(id, "Account").await.unwrap(), 3);
+    let stats = repo.stats();
+    assert_eq!((stats.conflicts, stats.saves), (0, 3), "{stats:?}");
+    // Loads still say "not found", as for a discarded aggregate.
+    assert!(matches!(
+        repo.load(id).await,
+        Err(snap_repo::RepositoryError::AggregateNotFound { .. })
+    ));
+}

@@ -198,6 +198,7 @@ pub struct RecordingEventStore<E> {
     inner: E,
     hidden_through: AtomicU64,
     loads: Mutex<Vec<(u64, Option<u64>)>>,
+    appends: AtomicU64,
     held: Mutex<Option<Arc<Barrier>>>,
 }
 
@@ -208,6 +209,7 @@ impl<E: EventStore> RecordingEventStore<E> {
             inner,
             hidden_through: AtomicU64::new(0),
             loads: Mutex::new(Vec::new()),
+            appends: AtomicU64::new(0),
             held: Mutex::new(None),
         }
     }
@@ -237,6 +239,11 @@ impl<E: EventStore> RecordingEventStore<E> {
         self.hidden_through.load(Ordering::SeqCst)
     }
 
+    /// How many appends were called so far, whatever their outcome.
+    pub fn appends(&self) -> u64 {
+        self.appends.load(Ordering::SeqCst)
+    }
+
     /// The `(from_version, to_version)` of every load so far.
     pub fn loads(&self) -> Vec<(u64, Option<u64>)> {
         self.loads
@@ -255,6 +262,7 @@ impl<E: EventStore> EventStore for RecordingEventStore<E> {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<u64, EventStoreError> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
         let held = self
             .held
             .lock()

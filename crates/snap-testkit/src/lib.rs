@@ -52,6 +52,7 @@ pub mod decider;
 pub mod event_store;
 pub mod faults;
 pub mod fixtures;
+pub mod hardening;
 mod hostile;
 mod invariant;
 mod model;
@@ -296,6 +297,12 @@ macro_rules! repository_conformance {
         $crate::__async_cases!(decider, RepositoryHarness, $harness;
             decider_rejected_command_appends_nothing,
             decider_concurrent_handles_both_succeed,
+            decider_command_to_a_closed_account_is_refused_at_once,
+        );
+
+        $crate::__async_cases!(hardening, RepositoryHarness, $harness;
+            a_snapshot_of_lossy_events_equals_a_full_replay,
+            an_event_that_cannot_be_read_back_is_refused,
         );
 
         #[test]
