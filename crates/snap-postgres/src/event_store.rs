@@ -219,31 +219,29 @@ impl EventStore for PostgresEventStore {
                     .await
             })
             .await;
-        match result {
-            Ok((_, inserted)) if inserted > 0 => Ok(expected_version + count),
-            Ok((head, _)) => {
-                let head = u64::try_from(head).unwrap_or(0);
-                // A lost reply followed by a retry lands here: if our first event is in place,
-                // the earlier try committed (and other writers may have appended since).
-                if head >= expected_version + count
-                    && self
-                        .holds(aggregate_id, aggregate_type, expected_version + 1, first)
-                        .await
-                        .map_err(|e| pg_error(e, "append"))?
-                {
-                    return Ok(head);
-                }
-                Err(conflict(head))
-            }
-            Err(e) if is_unique_violation(&e) => {
-                let head = self
-                    .head(aggregate_id, aggregate_type)
-                    .await
-                    .map_err(|e| pg_error(e, "append"))?;
-                Err(conflict(head))
-            }
-            Err(e) => Err(pg_error(e, "append").into()),
+        let head = match result {
+            Ok((_, inserted)) if inserted > 0 => return Ok(expected_version + count),
+            // The stream was not at the expected version when the statement began.
+            Ok((head, _)) => u64::try_from(head).unwrap_or(0),
+            // Another transaction inserted the same versions while this one ran.
+            Err(e) if is_unique_violation(&e) => self
+                .head(aggregate_id, aggregate_type)
+                .await
+                .map_err(|e| pg_error(e, "append"))?,
+            Err(e) => return Err(pg_error(e, "append").into()),
+        };
+        // Either way, after a lost reply the other writer may be this append's own earlier
+        // try, which committed: if our first event is in place, the append is done (and other
+        // writers may have appended since).
+        if head >= expected_version + count
+            && self
+                .holds(aggregate_id, aggregate_type, expected_version + 1, first)
+                .await
+                .map_err(|e| pg_error(e, "append"))?
+        {
+            return Ok(head);
         }
+        Err(conflict(head))
     }
 
     async fn load(

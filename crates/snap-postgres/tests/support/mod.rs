@@ -9,6 +9,8 @@
     reason = "each test file uses part of the support module"
 )]
 
+pub mod proxy;
+
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -115,12 +117,27 @@ impl PgHarness {
 
     /// Options for a separate pool on a new schema (dropped with the harness).
     pub fn options(&self) -> PostgresOptions {
+        self.options_via(&self.url)
+    }
+
+    /// The server's address, for a proxy in front of it.
+    pub fn server_address(&self) -> std::net::SocketAddr {
+        let options: PgConnectOptions = self.url.parse().expect("DATABASE_URL");
+        (options.get_host(), options.get_port())
+            .to_socket_addrs()
+            .expect("resolve the server")
+            .next()
+            .expect("an address")
+    }
+
+    /// Options for a separate pool on a new schema, connecting through `url` (a proxy).
+    pub fn options_via(&self, url: &str) -> PostgresOptions {
         let schema = format!("snap_test_{}", uuid::Uuid::new_v4().simple());
         self.schemas
             .lock()
             .expect("schema list")
             .push(schema.clone());
-        PostgresOptions::new(&self.url)
+        PostgresOptions::new(url)
             .schema(schema)
             .application_name(APPLICATION)
             .max_connections(4)
