@@ -173,7 +173,8 @@ pub(crate) struct EventSql {
     pub(crate) append: SqlStr,
     pub(crate) load: SqlStr,
     pub(crate) load_page: SqlStr,
-    pub(crate) list_ids: SqlStr,
+    pub(crate) list_ids_first: SqlStr,
+    pub(crate) list_ids_after: SqlStr,
     pub(crate) current_version: SqlStr,
     pub(crate) event_id_at: SqlStr,
 }
@@ -301,12 +302,35 @@ impl SnapshotSql {
     }
 }
 
+/// The ids of a type's streams in order, `$2` at most, each found by one index probe from the
+/// one before (a skip scan), so a page costs `$2` probes however long the streams are. `after`
+/// bounds the first probe (`AND aggregate_id > $3`) or is empty: two statements, so neither
+/// plan hides an `OR` that no index can bound.
+fn list_ids(s: &str, after: &str) -> String {
+    format!(
+        "WITH RECURSIVE ids(aggregate_id, n) AS (
+             (SELECT aggregate_id, 1 FROM {s}.events WHERE aggregate_type = $1 {after}
+              ORDER BY aggregate_id LIMIT 1)
+             UNION ALL
+             SELECT next.aggregate_id, ids.n + 1 FROM ids CROSS JOIN LATERAL
+                 (SELECT e.aggregate_id FROM {s}.events e
+                  WHERE e.aggregate_type = $1 AND e.aggregate_id > ids.aggregate_id
+                  ORDER BY e.aggregate_id LIMIT 1) AS next
+             WHERE ids.n < $2)
+         SELECT aggregate_id FROM ids ORDER BY n"
+    )
+}
+
 impl EventSql {
     fn new(s: &str) -> Self {
         let key = KEY;
+        // The head by a backward probe of the primary key. Not `MAX(version)`: a plan cached
+        // while the stream was short may compute that by reading every row of the stream.
+        let head =
+            format!("SELECT version FROM {s}.events WHERE {key} ORDER BY version DESC LIMIT 1");
         Self {
             append: sql(format!(
-                "WITH head AS (SELECT COALESCE(MAX(version), 0) AS version FROM {s}.events WHERE {key}),
+                "WITH head AS (SELECT COALESCE(({head}), 0) AS version),
                       inserted AS (
                           INSERT INTO {s}.events
                               (aggregate_type, aggregate_id, version, event_id, event_type, payload, metadata)
@@ -322,18 +346,13 @@ impl EventSql {
                 "SELECT version, event_id, event_type, payload, metadata, recorded_at FROM {s}.events
                  WHERE {key} AND version > $3 AND version <= $4 ORDER BY version"
             )),
-            list_ids: sql(format!(
-                "SELECT DISTINCT aggregate_id FROM {s}.events
-                 WHERE aggregate_type = $1 AND ($2::uuid IS NULL OR aggregate_id > $2)
-                 ORDER BY aggregate_id LIMIT $3"
-            )),
+            list_ids_first: sql(list_ids(s, "")),
+            list_ids_after: sql(list_ids(s, "AND aggregate_id > $3")),
             load_page: sql(format!(
                 "SELECT version, event_id, event_type, payload, metadata, recorded_at FROM {s}.events
                  WHERE {key} AND version > $3 AND version <= $4 ORDER BY version LIMIT $5"
             )),
-            current_version: sql(format!(
-                "SELECT COALESCE(MAX(version), 0) FROM {s}.events WHERE {key}"
-            )),
+            current_version: sql(format!("SELECT COALESCE(({head}), 0)")),
             event_id_at: sql(format!(
                 "SELECT event_id FROM {s}.events WHERE {key} AND version = $3"
             )),

@@ -336,16 +336,24 @@ impl EventStore for PostgresEventStore {
     ) -> Result<Vec<Uuid>, EventStoreError> {
         validate::aggregate_type(aggregate_type)?;
         let sql = &self.database.sql().events;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         Ok(self
             .database
             .retry(|pool| async move {
-                sqlx::query_scalar(sql.list_ids.clone())
-                    .bind(aggregate_type)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(&pool)
-                    .await
+                let query = match after {
+                    None => sqlx::query_scalar(sql.list_ids_first.clone()),
+                    Some(_) => sqlx::query_scalar(sql.list_ids_after.clone()),
+                };
+                let query = query.bind(aggregate_type).bind(limit);
+                match after {
+                    None => query,
+                    Some(after) => query.bind(after),
+                }
+                .fetch_all(&pool)
+                .await
             })
             .await
             .map_err(|e| pg_error(e, "list_aggregate_ids"))?)

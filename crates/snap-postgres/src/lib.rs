@@ -29,6 +29,8 @@ mod error;
 mod event_store;
 mod jsonb;
 mod ops;
+#[cfg(test)]
+mod plans;
 mod snapshot_store;
 
 pub use database::{
