@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 mod aggregate;
 mod chart;
+mod head;
 mod measure;
 mod report;
 mod scenario;

@@ -154,7 +154,7 @@ struct Fixture {
     trailing_id: Uuid,
 }
 
-fn err(e: impl std::fmt::Display) -> String {
+pub(crate) fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
@@ -329,6 +329,15 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         snapshots,
         event_store,
         (&through, &replaying),
+    )
+    .await?;
+
+    crate::head::head_row(
+        backend,
+        config,
+        report,
+        (snapshots, event_store),
+        floor_name.map(|name| (name, floor_median)),
     )
     .await?;
 
@@ -645,7 +654,7 @@ async fn load_table<S: SnapshotStore, E: EventStore>(
 }
 
 /// Loads of one aggregate through `repo`, as many as fit the sample budget.
-async fn time_loads<E: EventStore>(
+pub(crate) async fn time_loads<E: EventStore>(
     config: &Config,
     repo: &AggregateRepository<BenchAccount, E>,
     id: Uuid,
