@@ -72,8 +72,18 @@ pub struct SqliteOptions {
 
 impl SqliteOptions {
     /// A database file, created if missing.
+    ///
+    /// `":memory:"`, SQLite's name for an in-memory database, gives the same database as
+    /// [`in_memory`](Self::in_memory): one private in-memory database shared by every pooled
+    /// connection of the handle (a plain `":memory:"` would give each connection its own). An
+    /// empty path, which SQLite would turn into a private temporary file per connection, is
+    /// refused by [`open`](Self::open).
     pub fn file(path: impl AsRef<Path>) -> Self {
-        Self::new(Location::File(path.as_ref().to_path_buf()))
+        let path = path.as_ref();
+        if path.as_os_str() == ":memory:" {
+            return Self::in_memory();
+        }
+        Self::new(Location::File(path.to_path_buf()))
     }
 
     /// A private in-memory database that every pooled connection of this handle shares; it
@@ -132,6 +142,17 @@ impl SqliteOptions {
 
     /// Opens the database, applying the migrations unless turned off.
     pub async fn open(self) -> Result<SqliteDatabase, BackendError> {
+        if let Location::File(path) = &self.location
+            && path.as_os_str().is_empty()
+        {
+            return Err(BackendError::new(
+                "sqlite",
+                snap_core::InvalidInput::Empty {
+                    field: "database path",
+                },
+            )
+            .context("an empty path would give every pooled connection its own temporary database; name a file or use SqliteOptions::in_memory"));
+        }
         let keeper = match &self.location {
             // An in-memory database lives as long as one connection to it is open; the pool
             // may drop its connections, so the handle keeps one of its own.
@@ -154,6 +175,7 @@ impl SqliteOptions {
             inner: Arc::new(Inner {
                 pool,
                 blocking: self.blocking,
+                busy_timeout: self.busy_timeout,
                 location: self.location,
                 _keeper: keeper,
             }),
@@ -202,7 +224,14 @@ impl ConnectionManager {
         if matches!(self.location, Location::File(_)) {
             let mode: String =
                 connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-            debug_assert_eq!(mode.to_ascii_lowercase(), "wal");
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!(
+                        "the database stays in journal mode {mode:?}; snap-es needs WAL"
+                    )),
+                ));
+            }
         }
         let synchronous = match self.durability {
             Durability::Full => "FULL",
@@ -263,6 +292,7 @@ where
 struct Inner {
     pool: Pool<ConnectionManager>,
     blocking: Blocking,
+    busy_timeout: Duration,
     location: Location,
     _keeper: Option<Arc<Mutex<Connection>>>,
 }
@@ -339,6 +369,55 @@ impl SqliteDatabase {
             .get()
             .await
             .map_err(|e| BackendError::new("sqlite", e).context("get a pooled connection"))
+    }
+
+    /// Runs a write that may have to wait for another writer's lock, so that the caller can
+    /// stop waiting (a `tokio::time::timeout` around it fires on time). Where calls run
+    /// inside `block_in_place`, which no timer can interrupt, the write first runs there
+    /// without waiting for the lock (busy timeout 0); only if the lock is taken does it run
+    /// again on a blocking thread, with the configured busy timeout, while the caller's task
+    /// stays free. Elsewhere it runs as [`run`](Self::run) does. `f` returns the rusqlite
+    /// error (tried again only on `SQLITE_BUSY`) with what it was doing.
+    pub(crate) async fn run_write<R, F>(
+        &self,
+        f: F,
+    ) -> Result<Result<R, (rusqlite::Error, &'static str)>, BackendError>
+    where
+        F: Fn(&mut Connection) -> Result<R, (rusqlite::Error, &'static str)>
+            + Send
+            + Sync
+            + 'static,
+        R: Send + 'static,
+    {
+        let f = Arc::new(f);
+        let inline = self.inner.blocking == Blocking::Auto
+            && Handle::try_current()
+                .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
+        if inline {
+            let first = Arc::clone(&f);
+            let wait = self.inner.busy_timeout;
+            let tried = self
+                .run(move |connection| {
+                    connection
+                        .busy_timeout(Duration::ZERO)
+                        .map_err(|e| (e, "set busy timeout"))?;
+                    let result = first(connection);
+                    connection
+                        .busy_timeout(wait)
+                        .map_err(|e| (e, "set busy timeout"))?;
+                    result
+                })
+                .await?;
+            match tried {
+                Err((e, _)) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                }
+                done => return Ok(done),
+            }
+        }
+        let mut connection = self.connection().await?;
+        tokio::task::spawn_blocking(move || f(&mut connection))
+            .await
+            .map_err(|e| BackendError::new("sqlite", e).context("blocking task failed"))
     }
 
     /// Runs `f` on a pooled connection, off the async executor.

@@ -123,6 +123,27 @@ impl SqliteEventStore {
         sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
     ) -> Result<(), EventStoreError> {
         let connection = self.database.connection().await?;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No tokio runtime to read on in parallel (another executor drives this future):
+            // read here and hand each batch to the sink as it fills.
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut stopped = false;
+            range.read(&connection, usize::MAX, &mut |event| {
+                batch.push(event);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if sink(full).is_break() {
+                        stopped = true;
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            })?;
+            if !stopped && !batch.is_empty() {
+                let _ = sink(batch);
+            }
+            return Ok(());
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
         let reader = move || {
             let mut batch = Vec::with_capacity(BATCH);
@@ -142,16 +163,6 @@ impl SqliteEventStore {
                 Err(e) => Err(e),
             };
             let _ = tx.blocking_send(last);
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to read on in parallel: read here, then hand everything over.
-            reader();
-            while let Ok(batch) = rx.try_recv() {
-                if sink(batch?).is_break() {
-                    break;
-                }
-            }
-            return Ok(());
         };
         let handle = runtime.spawn_blocking(reader);
         while let Some(batch) = rx.recv().await {

@@ -143,37 +143,39 @@ impl SnapshotStore for SqliteSnapshotStore {
         let state = json_to_sql(&snapshot.state);
         let created_at = timestamp_to_sql(normalize_timestamp(snapshot.created_at));
         let keep = i64::try_from(self.keep).unwrap_or(i64::MAX);
-        self.run(move |connection| {
-            // The write lock is taken before the first read, so the check for a higher
-            // version, the upsert and the trim are one atomic step under concurrent savers.
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| sqlite_error(e, "begin save_snapshot"))?;
-            tx.prepare_cached(
-                "INSERT INTO snapshots (aggregate_type, aggregate_id, version, schema_version, state, created_at)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
-                 WHERE NOT EXISTS (SELECT 1 FROM snapshots
-                                   WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version > ?3)
-                 ON CONFLICT (aggregate_type, aggregate_id, version) DO UPDATE SET
-                     schema_version = excluded.schema_version,
-                     state = excluded.state,
-                     created_at = excluded.created_at",
-            )
-            .and_then(|mut s| s.execute(params![aggregate_type, id, version, schema_version, state, created_at]))
-            .map_err(|e| sqlite_error(e, "save_snapshot"))?;
-            tx.prepare_cached(
-                "DELETE FROM snapshots
-                 WHERE aggregate_type = ?1 AND aggregate_id = ?2
-                   AND version <= (SELECT version FROM snapshots
-                                   WHERE aggregate_type = ?1 AND aggregate_id = ?2
-                                   ORDER BY version DESC LIMIT 1 OFFSET ?3)",
-            )
-            .and_then(|mut s| s.execute(params![aggregate_type, id, keep]))
-            .map_err(|e| sqlite_error(e, "trim snapshot history"))?;
-            tx.commit().map_err(|e| sqlite_error(e, "commit save_snapshot"))?;
-            Ok(())
-        })
-        .await
+        let written = self
+            .database
+            .run_write(move |connection| {
+                // The write lock is taken before the first read, so the check for a higher
+                // version, the upsert and the trim are one atomic step under concurrent savers.
+                let tx = connection
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(|e| (e, "begin save_snapshot"))?;
+                tx.prepare_cached(
+                    "INSERT INTO snapshots (aggregate_type, aggregate_id, version, schema_version, state, created_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                     WHERE NOT EXISTS (SELECT 1 FROM snapshots
+                                       WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version > ?3)
+                     ON CONFLICT (aggregate_type, aggregate_id, version) DO UPDATE SET
+                         schema_version = excluded.schema_version,
+                         state = excluded.state,
+                         created_at = excluded.created_at",
+                )
+                .and_then(|mut s| s.execute(params![aggregate_type, id, version, schema_version, state, created_at]))
+                .map_err(|e| (e, "save_snapshot"))?;
+                tx.prepare_cached(
+                    "DELETE FROM snapshots
+                     WHERE aggregate_type = ?1 AND aggregate_id = ?2
+                       AND version <= (SELECT version FROM snapshots
+                                       WHERE aggregate_type = ?1 AND aggregate_id = ?2
+                                       ORDER BY version DESC LIMIT 1 OFFSET ?3)",
+                )
+                .and_then(|mut s| s.execute(params![aggregate_type, id, keep]))
+                .map_err(|e| (e, "trim snapshot history"))?;
+                tx.commit().map_err(|e| (e, "commit save_snapshot"))
+            })
+            .await?;
+        written.map_err(|(e, context)| sqlite_error(e, context).into())
     }
 
     async fn get_snapshot(
