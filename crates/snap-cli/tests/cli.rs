@@ -308,3 +308,201 @@ async fn sqlx_drop_schema(database: &snap_es::postgres::PostgresDatabase, schema
         .await
         .expect("drop the test schema");
 }
+
+/// The password the credential tests put in their URLs; it must never reach the terminal.
+const PASSWORD: &str = "s3cret-pw";
+
+/// Runs `args` and fails if standard output or standard error shows [`PASSWORD`].
+fn assert_password_hidden(args: &[&str]) -> Output {
+    let output = snap_es(args);
+    // The arguments hold the password: name the command by its first word only.
+    let command = args.first().copied().unwrap_or("");
+    for (stream, text) in [("stdout", stdout(&output)), ("stderr", stderr(&output))] {
+        assert!(
+            !text.contains(PASSWORD),
+            "`snap-es {command}` shows the password on {stream}: {text}"
+        );
+        assert!(!text.contains("panicked"), "{text}");
+    }
+    output
+}
+
+/// `url` with its password set to [`PASSWORD`] (the test server trusts local connections and
+/// ignores it).
+fn with_password(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with ://");
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (user, host) = match rest[..authority_end].rfind('@') {
+        Some(at) => (
+            rest[..at].split(':').next().unwrap_or("postgres"),
+            &rest[at + 1..],
+        ),
+        None => ("postgres", rest),
+    };
+    format!("{scheme}://{user}:{PASSWORD}@{host}")
+}
+
+#[test]
+fn no_command_shows_the_password_of_an_unreachable_database() {
+    let unreachable = format!("postgres://u:{PASSWORD}@127.0.0.1:1/test");
+    let flag_form = format!("--database-url={unreachable}");
+    let in_query = format!("postgres://u@127.0.0.1:1/test?password={PASSWORD}");
+    let bad_port = format!("postgres://u:{PASSWORD}@127.0.0.1:notaport/test");
+    let bad_scheme = format!("mysql://u:{PASSWORD}@localhost/x");
+    let encoded = format!("postgres://u:{PASSWORD}%40x@127.0.0.1:1/test");
+    // Each unreachable connection takes the tool's 5 s acquire timeout: run them side by side.
+    let mut runs: Vec<Vec<&str>> = Vec::new();
+    for url in [&unreachable, &in_query, &bad_port, &encoded] {
+        let target = ["--database-url", url.as_str()];
+        for command in [
+            &["migrate"][..],
+            &["stats"],
+            &["stats", "--json"],
+            &["prune", "--type", "Order"],
+            &["prune", "--type", "Order", "--dry-run", "--json"],
+        ] {
+            runs.push(command.iter().chain(&target).copied().collect());
+        }
+    }
+    std::thread::scope(|scope| {
+        for args in &runs {
+            scope.spawn(move || {
+                let output = assert_password_hidden(args);
+                assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+            });
+        }
+    });
+    let output = assert_password_hidden(&["stats", &flag_form]);
+    assert!(
+        stderr(&output).contains("cannot connect"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A URL the tool does not take is shown, without its password.
+    let output = assert_password_hidden(&["stats", "--database-url", &bad_scheme]);
+    assert!(
+        stderr(&output).contains("mysql://u:***@localhost/x"),
+        "{}",
+        stderr(&output)
+    );
+    // Arguments clap refuses: a URL without its flag, a flag the command lacks.
+    for args in [
+        &["stats", &unreachable][..],
+        &["migrate", "--database-url", &unreachable, "--bogus"],
+        &["migrate", "--database-url", &unreachable, &unreachable],
+        &[
+            "schema",
+            "--backend",
+            "postgres",
+            "--database-url",
+            &unreachable,
+        ],
+        &["prune", "--database-url", &unreachable],
+    ] {
+        let output = assert_password_hidden(args);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_command_shows_the_password_of_a_postgres_database() {
+    if !postgres_reachable() {
+        return;
+    }
+    let url = with_password(&database_url());
+    let schema = format!("snap_cli_{}", Uuid::new_v4().simple());
+    let target = ["--database-url", &url, "--schema", &schema];
+    let with = |command: &[&'static str]| -> Vec<&str> {
+        command
+            .iter()
+            .copied()
+            .chain(target.iter().copied())
+            .collect()
+    };
+
+    let refused = assert_password_hidden(&with(&["stats"]));
+    assert!(
+        stderr(&refused).contains("run `snap-es migrate` first"),
+        "{}",
+        stderr(&refused)
+    );
+    let migrated = assert_password_hidden(&with(&["migrate"]));
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let shown = stdout(&migrated);
+    assert!(
+        shown.starts_with("migrated ") && shown.contains(":***@"),
+        "migrate names the database without its password: {shown}"
+    );
+    for command in [
+        &["stats"][..],
+        &["stats", "--json"],
+        &["prune", "--type", "Order", "--dry-run", "--json"],
+        &["prune", "--type", "Order"],
+    ] {
+        let output = assert_password_hidden(&with(command));
+        assert!(output.status.success(), "{command:?}: {}", stderr(&output));
+    }
+    let bad_schema =
+        assert_password_hidden(&["stats", "--database-url", &url, "--schema", "Bad-Name"]);
+    assert_eq!(bad_schema.status.code(), Some(2));
+    let missing_database = url.rsplit_once('/').unwrap().0.to_owned() + "/snap_cli_no_such_db";
+    let refused = assert_password_hidden(&["stats", "--database-url", &missing_database]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+
+    let database = PostgresOptions::new(database_url())
+        .schema(schema.clone())
+        .migrate(false)
+        .connect()
+        .await
+        .unwrap();
+    sqlx_drop_schema(&database, &schema).await;
+}
+
+/// A schema whose version cannot be read is an error, not a database without snap-es tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_schema_version_is_reported() {
+    if !postgres_reachable() {
+        return;
+    }
+    let url = database_url();
+    let schema = format!("snap_cli_{}", Uuid::new_v4().simple());
+    let database = PostgresOptions::new(&url)
+        .schema(schema.clone())
+        .migrate(false)
+        .connect()
+        .await
+        .unwrap();
+    // A migrations table the version query cannot read (no `version` column).
+    for statement in [
+        format!("CREATE SCHEMA \"{schema}\""),
+        format!("CREATE TABLE \"{schema}\"._sqlx_migrations (note text)"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(database.pool())
+            .await
+            .unwrap();
+    }
+    for args in [
+        &["stats", "--database-url", &url, "--schema", &schema][..],
+        &[
+            "prune",
+            "--database-url",
+            &url,
+            "--schema",
+            &schema,
+            "--type",
+            "Order",
+        ],
+    ] {
+        let output = snap_es(args);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{message}");
+        assert_eq!(message.lines().count(), 1, "{message:?}");
+        assert!(
+            !message.contains("run `snap-es migrate` first") && message.contains("version"),
+            "the real error, not 'no snap-es tables': {message}"
+        );
+    }
+    sqlx_drop_schema(&database, &schema).await;
+}

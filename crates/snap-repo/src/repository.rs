@@ -591,8 +591,20 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         if mode == SnapshotMode::Manual {
             return;
         }
+        // A background write this handle noted when it scheduled it, but which failed, is no
+        // snapshot: the strategy counts from none, so the next save may schedule it again.
+        let known = match &inner.background {
+            Some(background)
+                if background
+                    .failed_write(A::TYPE, root.id())
+                    .is_some_and(|failed| failed >= root.snapshot_version()) =>
+            {
+                0
+            }
+            _ => root.snapshot_version(),
+        };
         let ctx = SnapshotContext::new(root.id(), A::TYPE, previous, root.version())
-            .snapshot_version(root.snapshot_version())
+            .snapshot_version(known)
             .last_replay(
                 root.last_replay()
                     .map(|(events, duration)| ReplayCost { events, duration }),

@@ -94,7 +94,14 @@ struct Queue {
     next_ticket: u64,
     workers: usize,
     closed: bool,
+    /// Aggregates whose latest write failed, with its version, until a later write succeeds
+    /// (at most `FAILURES_REMEMBERED`).
+    failed: HashMap<Key, u64>,
 }
+
+/// How many failed aggregates the snapshotter remembers; beyond that, failures are only
+/// counted and logged.
+const FAILURES_REMEMBERED: usize = 4_096;
 
 #[derive(Default)]
 struct Counters {
@@ -141,7 +148,8 @@ impl Drop for CloseOnDrop {
 /// - [`await_pending`](Self::await_pending) waits for the writes queued before it;
 ///   [`shutdown`](Self::shutdown) refuses new requests and waits for all. When the last handle
 ///   is dropped, queued writes still complete on the runtime; if the runtime stops first they
-///   are cancelled, which a store's atomic `save_snapshot` leaves without a partial row.
+///   are cancelled, which a store's atomic `save_snapshot` leaves without a partial row, and
+///   counted as dropped with a warning that says how many.
 ///
 /// Clones share the queue.
 #[derive(Clone)]
@@ -278,6 +286,18 @@ impl BackgroundSnapshotter {
         self.await_pending().await
     }
 
+    /// The version of the latest write of this aggregate that failed, if no later write of it
+    /// succeeded since: the snapshot a caller noted when it scheduled that write does not
+    /// exist. `None` when the last write succeeded, none was made, or too many aggregates
+    /// failed to remember them all.
+    pub fn failed_write(&self, aggregate_type: &str, aggregate_id: Uuid) -> Option<u64> {
+        self.shared
+            .lock()
+            .failed
+            .get(&(aggregate_type.to_owned(), aggregate_id))
+            .copied()
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> BackgroundStats {
         let c = &self.shared.counters;
@@ -304,9 +324,55 @@ fn outcome(aggregate_type: &str, outcome: &'static str) {
     .increment(1);
 }
 
+/// Counts and logs the writes still queued or running when a worker is dropped before it
+/// finished: the runtime stopped under it. The first worker to notice takes them all.
+struct LostOnDrop {
+    shared: Arc<Shared>,
+    armed: bool,
+}
+
+impl Drop for LostOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let lost = {
+            let mut queue = self.shared.lock();
+            queue.closed = true;
+            let lost = queue.pending.len() + queue.running.len();
+            queue.pending.clear();
+            queue.order.clear();
+            queue.running.clear();
+            queue.outstanding.clear();
+            lost
+        };
+        if lost > 0 {
+            self.shared
+                .counters
+                .dropped
+                .fetch_add(lost as u64, Ordering::Relaxed);
+            tracing::warn!(
+                lost,
+                "the runtime stopped before {lost} background snapshot writes were done; they \
+                 are lost (the events are not: loads replay a little more)"
+            );
+        }
+        self.shared.finished.notify_waiters();
+    }
+}
+
 /// A worker: takes the oldest queued write whose aggregate has none running, writes it, and
 /// repeats until nothing is left it may start.
 async fn work(shared: Arc<Shared>) {
+    let mut guard = LostOnDrop {
+        shared: Arc::clone(&shared),
+        armed: true,
+    };
+    drain(&shared).await;
+    guard.armed = false;
+}
+
+async fn drain(shared: &Arc<Shared>) {
     loop {
         let job = {
             let mut queue = shared.lock();
@@ -337,6 +403,7 @@ async fn work(shared: Arc<Shared>) {
             (snapshot, result)
         })
         .await;
+        let failed = !matches!(write, Ok((_, Ok(()))));
         match write {
             Ok((_, Ok(()))) => {
                 shared.counters.written.fetch_add(1, Ordering::Relaxed);
@@ -366,7 +433,16 @@ async fn work(shared: Arc<Shared>) {
         }
         {
             let mut queue = shared.lock();
-            queue.running.remove(&key);
+            if let Some(version) = queue.running.remove(&key) {
+                if failed {
+                    if queue.failed.len() < FAILURES_REMEMBERED || queue.failed.contains_key(&key) {
+                        let known = queue.failed.entry(key).or_insert(version);
+                        *known = (*known).max(version);
+                    }
+                } else if queue.failed.get(&key).is_some_and(|&v| v <= version) {
+                    queue.failed.remove(&key);
+                }
+            }
             queue.outstanding.remove(&ticket);
         }
         shared.finished.notify_waiters();

@@ -168,3 +168,49 @@ fn without_a_runtime_requests_are_dropped_not_lost_in_a_queue() {
     );
     assert_eq!(snapshotter.pending_count(), 0);
 }
+
+/// Writes still queued or running when the runtime stops are not lost without a word: they
+/// are counted as dropped (and logged), so written + failed + dropped covers every request.
+#[test]
+fn writes_lost_when_the_runtime_stops_are_counted() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_store, snapshotter) = {
+        let _entered = runtime.enter();
+        let (store, snapshotter) = setup(BackgroundConfig::default().max_concurrency(1));
+        for _ in 0..50 {
+            assert_eq!(
+                snapshotter.schedule(snapshot(Uuid::new_v4(), 1)),
+                Scheduled::Queued
+            );
+        }
+        (store, snapshotter)
+    };
+    drop(runtime);
+    let stats = snapshotter.stats();
+    assert!(stats.dropped > 0, "{stats:?}");
+    assert_eq!(
+        stats.written + stats.failed + stats.dropped,
+        50,
+        "{stats:?}"
+    );
+    assert_eq!(snapshotter.pending_count(), 0);
+}
+
+/// A failed write is remembered until a later write of the aggregate succeeds, so the
+/// repository does not count it as a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_is_remembered_until_a_later_one_succeeds() {
+    let (_store, snapshotter) = setup(BackgroundConfig::default());
+    let id = Uuid::new_v4();
+    assert_eq!(snapshotter.failed_write("Account", id), None);
+    snapshotter.schedule(snapshot(id, 13));
+    snapshotter.await_pending().await;
+    assert_eq!(snapshotter.failed_write("Account", id), Some(13));
+    snapshotter.schedule(snapshot(id, 14));
+    snapshotter.await_pending().await;
+    assert_eq!(snapshotter.failed_write("Account", id), None);
+}

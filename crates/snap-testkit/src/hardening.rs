@@ -122,3 +122,35 @@ pub async fn an_event_that_cannot_be_read_back_is_refused<H: RepositoryHarness>(
     fresh.record(TallyEvent::Measured { value: 2.5 });
     assert_eq!(repo.save(&mut fresh).await.unwrap(), 2);
 }
+
+/// A background write that fails is not taken for a snapshot: the next save, counting events
+/// from the last snapshot that exists, schedules the write again.
+pub async fn a_failed_background_write_is_not_counted_as_a_snapshot<H: RepositoryHarness>(h: &H) {
+    use crate::accounts::{AccountEvent, AccountV1, history};
+    use snap_strategy::Hybrid;
+
+    let rig = Rig::open(h, 1).await;
+    let repo = rig.repo::<AccountV1>(
+        Hybrid {
+            min: 0,
+            max: 3,
+            every: 1_000,
+        },
+        SnapshotMode::Background,
+    );
+    let id = Uuid::new_v4();
+    let mut root = repo.create_new(id);
+    rig.snapshots.fail_saves(true);
+    crate::repository::commit(&repo, &mut root, history("ada", 2)).await;
+    repo.await_pending_snapshots().await;
+    assert_eq!(repo.stats().snapshot_failures, 1, "{:?}", repo.stats());
+    rig.snapshots.fail_saves(false);
+    crate::repository::commit(&repo, &mut root, [AccountEvent::Deposited { amount: 1 }]).await;
+    repo.await_pending_snapshots().await;
+    assert_eq!(
+        rig.snapshots.written_versions(),
+        vec![4],
+        "{:?}",
+        repo.stats()
+    );
+}

@@ -303,6 +303,7 @@ macro_rules! repository_conformance {
         $crate::__async_cases!(hardening, RepositoryHarness, $harness;
             a_snapshot_of_lossy_events_equals_a_full_replay,
             an_event_that_cannot_be_read_back_is_refused,
+            a_failed_background_write_is_not_counted_as_a_snapshot,
         );
 
         #[test]
