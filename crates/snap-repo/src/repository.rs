@@ -286,7 +286,7 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
     /// The aggregate's current state: the latest snapshot plus the events after it, or a full
     /// replay. [`RepositoryError::AggregateNotFound`] if it has no events or is discarded.
     pub async fn load(&self, id: Uuid) -> Result<AggregateRoot<A>, RepositoryError> {
-        self.found(self.load_span(id, None).await?)
+        Self::found(self.load_span(id, None).await?)
     }
 
     /// The aggregate as it was at `version`: the nearest retained snapshot at or below it plus
@@ -296,12 +296,12 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         id: Uuid,
         version: u64,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
-        self.found(self.load_span(id, Some(version)).await?)
+        Self::found(self.load_span(id, Some(version)).await?)
     }
 
     /// The root, or [`RepositoryError::AggregateNotFound`] if it has no events or is
     /// discarded.
-    fn found(&self, root: AggregateRoot<A>) -> Result<AggregateRoot<A>, RepositoryError> {
+    fn found(root: AggregateRoot<A>) -> Result<AggregateRoot<A>, RepositoryError> {
         if root.version() == 0 || root.state().is_discarded() {
             return Err(RepositoryError::AggregateNotFound {
                 aggregate_id: root.id(),

@@ -28,7 +28,7 @@ fn check_type(aggregate_type: Option<&str>) -> Result<(), BackendError> {
 /// each. It reads a few index pages per stream, never a whole stream. `?1` is the limit; with
 /// `typed`, `?2` is the type.
 pub(crate) fn lag_sql(typed: bool) -> String {
-    let types = if typed {
+    let type_rows = if typed {
         "SELECT ?2"
     } else {
         "SELECT (SELECT min(aggregate_type) FROM events)
@@ -39,7 +39,7 @@ pub(crate) fn lag_sql(typed: bool) -> String {
     };
     format!(
         "WITH RECURSIVE
-             types(t) AS ({types}),
+             types(t) AS ({type_rows}),
              streams(t, id) AS (
                  SELECT t, (SELECT aggregate_id FROM events WHERE aggregate_type = types.t
                             ORDER BY aggregate_id LIMIT 1)

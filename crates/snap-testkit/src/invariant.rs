@@ -259,26 +259,13 @@ fn invariant<A: Account, H: RepositoryHarness>(harness: &H, name: &str) {
     }
 }
 
-async fn decider_case<H: RepositoryHarness>(
-    harness: &H,
-    (keep, when, mode): (usize, When, SnapshotMode),
+/// Runs the commands through `handle` beside the model, the pure fold of decide and evolve,
+/// and returns the model and its version.
+async fn handle_all<E: snap_core::EventStore>(
+    repo: &DeciderRepository<AccountDecider, E>,
+    id: Uuid,
     commands: &[AccountCommand],
-    probes: &[u64],
-) -> Result<(), TestCaseError> {
-    let rig = Rig::open(harness, keep).await;
-    let builder = DeciderRepository::<AccountDecider>::builder(std::sync::Arc::clone(&rig.events))
-        .snapshot_store(std::sync::Arc::clone(&rig.snapshots))
-        .mode(mode);
-    let builder = match when {
-        When::Threshold(n) => builder.strategy(Threshold(n)),
-        When::Hybrid { min, max, every } => builder.strategy(Hybrid { min, max, every }),
-        When::Never => builder.strategy(Never),
-    };
-    let repo = builder
-        .build()
-        .map_err(|e| TestCaseError::fail(format!("build: {e}")))?;
-    let id = Uuid::new_v4();
-    // The model: the pure fold of decide and evolve.
+) -> Result<(AccountV1, u64), TestCaseError> {
     let mut model = AccountDecider::initial_state();
     let mut version = 0_u64;
     for command in commands {
@@ -314,6 +301,29 @@ async fn decider_case<H: RepositoryHarness>(
             }
         }
     }
+    Ok((model, version))
+}
+
+async fn decider_case<H: RepositoryHarness>(
+    harness: &H,
+    (keep, when, mode): (usize, When, SnapshotMode),
+    commands: &[AccountCommand],
+    probes: &[u64],
+) -> Result<(), TestCaseError> {
+    let rig = Rig::open(harness, keep).await;
+    let builder = DeciderRepository::<AccountDecider>::builder(std::sync::Arc::clone(&rig.events))
+        .snapshot_store(std::sync::Arc::clone(&rig.snapshots))
+        .mode(mode);
+    let builder = match when {
+        When::Threshold(n) => builder.strategy(Threshold(n)),
+        When::Hybrid { min, max, every } => builder.strategy(Hybrid { min, max, every }),
+        When::Never => builder.strategy(Never),
+    };
+    let repo = builder
+        .build()
+        .map_err(|e| TestCaseError::fail(format!("build: {e}")))?;
+    let id = Uuid::new_v4();
+    let (mut model, mut version) = handle_all(&repo, id, commands).await?;
     if version == 0 {
         return Ok(());
     }
