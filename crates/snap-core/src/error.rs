@@ -144,28 +144,6 @@ pub enum SnapshotError {
         #[source]
         source: BoxError,
     },
-    /// A snapshot's schema version does not match what the code expects, and no migration helps.
-    #[error(
-        "snapshot of {aggregate_type}/{aggregate_id} has schema version {snapshot_schema_version}, expected {expected_schema_version}"
-    )]
-    SchemaVersion {
-        /// The aggregate.
-        aggregate_id: Uuid,
-        /// Its type.
-        aggregate_type: String,
-        /// The schema version stored with the snapshot.
-        snapshot_schema_version: u32,
-        /// The schema version of the running code.
-        expected_schema_version: u32,
-    },
-    /// A snapshot that was required does not exist.
-    #[error("no snapshot of {aggregate_type}/{aggregate_id}")]
-    NotFound {
-        /// The aggregate.
-        aggregate_id: Uuid,
-        /// Its type.
-        aggregate_type: String,
-    },
     /// An argument was refused before anything was written.
     #[error("invalid snapshot store input")]
     InvalidInput(#[from] InvalidInput),
