@@ -343,14 +343,14 @@ impl EventStore for PostgresEventStore {
         Ok(self
             .database
             .retry(|pool| async move {
-                let query = match after {
-                    None => sqlx::query_scalar(sql.list_ids_first.clone()),
-                    Some(_) => sqlx::query_scalar(sql.list_ids_after.clone()),
-                };
-                let query = query.bind(aggregate_type).bind(limit);
                 match after {
-                    None => query,
-                    Some(after) => query.bind(after),
+                    None => sqlx::query_scalar(sql.list_ids_first.clone())
+                        .bind(aggregate_type)
+                        .bind(limit),
+                    Some(after) => sqlx::query_scalar(sql.list_ids_after.clone())
+                        .bind(aggregate_type)
+                        .bind(limit)
+                        .bind(after),
                 }
                 .fetch_all(&pool)
                 .await

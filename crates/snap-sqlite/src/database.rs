@@ -272,6 +272,11 @@ impl managed::Manager for ConnectionManager {
     }
 }
 
+/// Whether calls on `handle` run inside `block_in_place`, where no timer can interrupt them.
+fn in_place(blocking: Blocking, handle: &Handle) -> bool {
+    blocking == Blocking::Auto && handle.runtime_flavor() == RuntimeFlavor::MultiThread
+}
+
 /// Runs a blocking closure off the async executor, as [`Blocking`] says.
 async fn run_blocking<R, F>(blocking: Blocking, f: F) -> Result<R, BackendError>
 where
@@ -281,7 +286,7 @@ where
     let Ok(handle) = Handle::try_current() else {
         return Ok(f());
     };
-    if blocking == Blocking::Auto && handle.runtime_flavor() == RuntimeFlavor::MultiThread {
+    if in_place(blocking, &handle) {
         return Ok(tokio::task::block_in_place(f));
     }
     tokio::task::spawn_blocking(f)
@@ -390,9 +395,8 @@ impl SqliteDatabase {
         R: Send + 'static,
     {
         let f = Arc::new(f);
-        let inline = self.inner.blocking == Blocking::Auto
-            && Handle::try_current()
-                .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
+        let inline =
+            Handle::try_current().is_ok_and(|handle| in_place(self.inner.blocking, &handle));
         if inline {
             let first = Arc::clone(&f);
             let wait = self.inner.busy_timeout;

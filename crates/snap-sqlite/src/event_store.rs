@@ -114,6 +114,35 @@ impl Range {
     }
 }
 
+impl Range {
+    /// Reads the whole range and hands it to `hand` in batches of [`BATCH`] events (the last
+    /// may be shorter), until `hand` breaks. On a read error the events of the unfinished
+    /// batch are not handed over.
+    fn read_batches(
+        &self,
+        connection: &Connection,
+        hand: &mut dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()>,
+    ) -> Result<(), EventStoreError> {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut stopped = false;
+        self.read(connection, usize::MAX, &mut |event| {
+            batch.push(event);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                if hand(full).is_break() {
+                    stopped = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        if !stopped && !batch.is_empty() {
+            let _ = hand(batch);
+        }
+        Ok(())
+    }
+}
+
 impl SqliteEventStore {
     /// Reads `range` on a blocking thread and hands it to `sink` in batches through a bounded
     /// channel, so the rows of the next batch are decoded while the sink works on this one.
@@ -126,43 +155,20 @@ impl SqliteEventStore {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // No tokio runtime to read on in parallel (another executor drives this future):
             // read here and hand each batch to the sink as it fills.
-            let mut batch = Vec::with_capacity(BATCH);
-            let mut stopped = false;
-            range.read(&connection, usize::MAX, &mut |event| {
-                batch.push(event);
-                if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if sink(full).is_break() {
-                        stopped = true;
-                        return ControlFlow::Break(());
-                    }
-                }
-                ControlFlow::Continue(())
-            })?;
-            if !stopped && !batch.is_empty() {
-                let _ = sink(batch);
-            }
-            return Ok(());
+            return range.read_batches(&connection, sink);
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
         let reader = move || {
-            let mut batch = Vec::with_capacity(BATCH);
-            let read = range.read(&connection, usize::MAX, &mut |event| {
-                batch.push(event);
-                if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if tx.blocking_send(Ok(full)).is_err() {
-                        return ControlFlow::Break(());
-                    }
+            let read = range.read_batches(&connection, &mut |batch| {
+                if tx.blocking_send(Ok(batch)).is_err() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
                 }
-                ControlFlow::Continue(())
             });
-            let last = match read {
-                Ok(()) if batch.is_empty() => return,
-                Ok(()) => Ok(batch),
-                Err(e) => Err(e),
-            };
-            let _ = tx.blocking_send(last);
+            if let Err(e) = read {
+                let _ = tx.blocking_send(Err(e));
+            }
         };
         let handle = runtime.spawn_blocking(reader);
         while let Some(batch) = rx.recv().await {
