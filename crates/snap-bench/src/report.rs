@@ -174,7 +174,7 @@ impl Rate {
 /// Where a row of the report goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Section {
-    /// Store operations and loads, against the floors and DESIGN.md section 9.
+    /// Store operations and loads, against the floors and the targets of docs/benchmarks.md.
     Operations,
     /// The latency of saving one event, per snapshot mode.
     Saves,
@@ -391,8 +391,8 @@ impl Report {
         out.push_str("## Store operations and loads against the floors\n\n");
         out.push_str(
             "The floor is a bare prepared primary-key SELECT of the same snapshot row on a \
-             dedicated connection, measured in the same run. Targets are those of DESIGN.md \
-             section 9.\n\n",
+             dedicated connection, measured in the same run. The targets are those listed in \
+             [the benchmarks guide](../benchmarks.md#targets).\n\n",
         );
         self.rows_table(Section::Operations, &mut out);
         if self.rows.iter().any(|(s, _)| *s == Section::Saves) {

@@ -137,7 +137,7 @@ impl Floor {
     }
 }
 
-/// The targets of one backend (DESIGN.md section 9).
+/// The targets of one backend (docs/benchmarks.md, "Targets").
 struct Targets {
     get_snapshot: Target,
     trailing: Target,

@@ -1,4 +1,4 @@
-//! Core types and traits of [snap-es](https://docs.rs/snap-es): snapshots, the snapshot and
+//! Core types and traits of snap-es: snapshots, the snapshot and
 //! event store traits, the aggregate model and the errors every backend shares.
 //!
 //! This crate does no I/O. Applications depend on the `snap-es` facade, which re-exports it;
@@ -13,7 +13,8 @@
 //! let snapshot = Snapshot::new(Uuid::new_v4(), "Account", 100, json!({"balance": 5}), 1);
 //! assert!(validate::snapshot(&snapshot).is_ok());
 //!
-//! let broken = Snapshot { schema_version: 0, ..snapshot };
+//! let mut broken = snapshot.clone();
+//! broken.schema_version = 0;
 //! assert!(validate::snapshot(&broken).is_err());
 //! ```
 

@@ -24,7 +24,11 @@ use uuid::Uuid;
 ///     "Snapshot(Order/550e8400-e29b-41d4-a716-446655440000, v100, schema_v1)"
 /// );
 /// ```
+///
+/// The struct may gain fields, so outside this crate it is built with [`Snapshot::new`] (and
+/// [`Snapshot::with_created_at`]), never as a literal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// The aggregate this snapshot belongs to.
     pub aggregate_id: Uuid,

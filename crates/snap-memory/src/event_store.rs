@@ -86,15 +86,8 @@ impl EventStore for InMemoryEventStore {
             events
                 .into_iter()
                 .zip(current + 1..)
-                .map(|(event, version)| RecordedEvent {
-                    event_id: event.event_id,
-                    aggregate_id,
-                    aggregate_type: aggregate_type.to_owned(),
-                    version,
-                    event_type: event.event_type,
-                    payload: event.payload,
-                    metadata: event.metadata,
-                    recorded_at,
+                .map(|(event, version)| {
+                    RecordedEvent::new(aggregate_id, aggregate_type, version, event, recorded_at)
                 }),
         );
         Ok(stream.len() as u64)

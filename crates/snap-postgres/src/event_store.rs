@@ -3,7 +3,7 @@ use std::ops::ControlFlow;
 use serde_json::Value;
 use snap_core::{
     BackendError, BoxError, EventStore, EventStoreError, NewEvent, RecordedEvent, async_trait,
-    normalize_timestamp, validate,
+    validate,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -95,16 +95,17 @@ fn decode(id: Uuid, aggregate_type: &str, row: &PgRow) -> Result<RecordedEvent, 
         let Json(payload): Json<Value> = row.try_get(3)?;
         let Json(metadata): Json<Value> = row.try_get(4)?;
         let recorded_at: OffsetDateTime = row.try_get(5)?;
-        Ok(RecordedEvent {
-            event_id: row.try_get(1)?,
-            aggregate_id: id,
-            aggregate_type: aggregate_type.to_owned(),
-            version: u64::try_from(version)?,
-            event_type: row.try_get(2)?,
-            payload,
-            metadata,
-            recorded_at: normalize_timestamp(recorded_at),
-        })
+        let event_type: String = row.try_get(2)?;
+        let event = NewEvent::new(event_type, payload)
+            .with_metadata(metadata)
+            .with_event_id(row.try_get(1)?);
+        Ok(RecordedEvent::new(
+            id,
+            aggregate_type,
+            u64::try_from(version)?,
+            event,
+            recorded_at,
+        ))
     })();
     decoded.map_err(|source| EventStoreError::Deserialization {
         aggregate_id: id,

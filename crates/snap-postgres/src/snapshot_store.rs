@@ -180,14 +180,14 @@ fn decode(id: Uuid, aggregate_type: &str, row: &PgRow) -> Result<Snapshot, Snaps
             .into());
         }
         let created_at: OffsetDateTime = row.try_get(3)?;
-        Ok(Snapshot {
-            aggregate_id: id,
-            aggregate_type: aggregate_type.to_owned(),
-            version: u64::try_from(version)?,
+        Ok(Snapshot::new(
+            id,
+            aggregate_type,
+            u64::try_from(version)?,
             state,
-            schema_version: u32::try_from(schema_version)?,
-            created_at: normalize_timestamp(created_at),
-        })
+            u32::try_from(schema_version)?,
+        )
+        .with_created_at(created_at))
     })();
     decoded.map_err(|source| SnapshotError::deserialization(id, aggregate_type, source))
 }

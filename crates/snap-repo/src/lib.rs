@@ -1,4 +1,4 @@
-//! The aggregate repository of [snap-es](https://docs.rs/snap-es): loads through a snapshot
+//! The aggregate repository of snap-es: loads through a snapshot
 //! with exactly the state of a full replay, saves with optimistic concurrency and a snapshot
 //! strategy.
 //!

@@ -658,7 +658,8 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
                     tracing::Span::current().record("snapshot", "scheduled");
                 }
             }
-            SnapshotMode::Manual => {}
+            // Manual, or a mode this repository does not know: only explicit requests write.
+            _ => {}
         }
     }
 

@@ -200,16 +200,19 @@ fn decode(id: Uuid, aggregate_type: &str, row: &Row<'_>) -> Result<RecordedEvent
         .and_then(|v| version_from_sql(v).ok())
         .unwrap_or(0);
     let decoded = (|| -> Result<RecordedEvent, BoxError> {
-        Ok(RecordedEvent {
-            event_id: uuid_from_sql(row.get_ref(1)?)?,
-            aggregate_id: id,
-            aggregate_type: aggregate_type.to_owned(),
-            version: version_from_sql(row.get_ref(0)?)?,
-            event_type: text_from_sql(row.get_ref(2)?)?,
-            payload: json_from_sql(row.get_ref(3)?)?,
-            metadata: json_from_sql(row.get_ref(4)?)?,
-            recorded_at: timestamp_from_sql(row.get_ref(5)?)?,
-        })
+        let event = NewEvent::new(
+            text_from_sql(row.get_ref(2)?)?,
+            json_from_sql(row.get_ref(3)?)?,
+        )
+        .with_metadata(json_from_sql(row.get_ref(4)?)?)
+        .with_event_id(uuid_from_sql(row.get_ref(1)?)?);
+        Ok(RecordedEvent::new(
+            id,
+            aggregate_type,
+            version_from_sql(row.get_ref(0)?)?,
+            event,
+            timestamp_from_sql(row.get_ref(5)?)?,
+        ))
     })();
     decoded.map_err(|source| EventStoreError::Deserialization {
         aggregate_id: id,

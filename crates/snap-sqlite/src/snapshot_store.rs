@@ -96,14 +96,12 @@ fn decode(id: Uuid, aggregate_type: String, row: &Row<'_>) -> Result<Snapshot, S
         ))
     })();
     match fields {
-        Ok((version, schema_version, state, created_at)) => Ok(Snapshot {
-            aggregate_id: id,
-            aggregate_type,
-            version,
-            state,
-            schema_version,
-            created_at,
-        }),
+        Ok((version, schema_version, state, created_at)) => {
+            Ok(
+                Snapshot::new(id, aggregate_type, version, state, schema_version)
+                    .with_created_at(created_at),
+            )
+        }
         Err(source) => Err(SnapshotError::deserialization(id, aggregate_type, source)),
     }
 }

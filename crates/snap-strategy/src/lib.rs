@@ -1,4 +1,4 @@
-//! Snapshot strategies of [snap-es](https://docs.rs/snap-es): **when** to snapshot
+//! Snapshot strategies of snap-es: **when** to snapshot
 //! ([`SnapshotStrategy`]: [`Threshold`], [`Hybrid`], [`ReplayBudget`], [`Never`]) and **how**
 //! ([`SnapshotMode`]: sync, background, manual), kept apart so that any strategy runs in any
 //! mode. [`BackgroundSnapshotter`] is the writer behind the background mode.

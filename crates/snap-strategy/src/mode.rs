@@ -7,7 +7,10 @@ use std::sync::Arc;
 use crate::strategy::{Never, SnapshotStrategy, StrategyError, Threshold};
 
 /// How the repository writes the snapshots its strategy asks for.
+///
+/// More modes may come, so a `match` outside this crate needs a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum SnapshotMode {
     /// The snapshot is written before `save` returns (one more write per snapshot).
     #[default]

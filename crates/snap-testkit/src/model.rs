@@ -372,12 +372,9 @@ async fn run_event_op(
                     version: e.version,
                     aggregate_id: e.aggregate_id,
                     aggregate_type: e.aggregate_type,
-                    event: NewEvent {
-                        event_id: e.event_id,
-                        event_type: e.event_type,
-                        payload: e.payload,
-                        metadata: e.metadata,
-                    },
+                    event: NewEvent::new(e.event_type, e.payload)
+                        .with_metadata(e.metadata)
+                        .with_event_id(e.event_id),
                 })
                 .collect();
             Ok((EventOutcome::Loaded(actual), EventOutcome::Loaded(modelled)))

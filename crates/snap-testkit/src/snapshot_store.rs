@@ -705,13 +705,9 @@ pub async fn invalid_snapshots_are_rejected<H: SnapshotStoreHarness>(h: &H) {
         None,
         "not even below the latest"
     );
-    let err = store
-        .save_snapshot(&Snapshot {
-            schema_version: 0,
-            ..snapshot(id, ORDER, 9, 1)
-        })
-        .await
-        .unwrap_err();
+    let mut unversioned = snapshot(id, ORDER, 9, 1);
+    unversioned.schema_version = 0;
+    let err = store.save_snapshot(&unversioned).await.unwrap_err();
     assert!(
         matches!(
             &err,
