@@ -3,7 +3,7 @@
 //! whose cached plan reads every event of the stream shows here as a load that grows with the
 //! stream instead of staying near the floor.
 
-use snap_es::{AggregateRepository, EventStore, SnapshotStore};
+use snap_es::{AggregateRepository, EventStore, SnapshotStore, StorePair};
 use uuid::Uuid;
 
 use crate::Config;
@@ -25,13 +25,15 @@ pub(crate) async fn head_row<S: SnapshotStore + Clone, E: EventStore + Clone>(
     (snapshots, event_store): (&S, &E),
     floor: Option<(&'static str, std::time::Duration)>,
 ) -> Result<(), String> {
-    let through = AggregateRepository::<BenchAccount>::builder(event_store.clone())
-        .snapshot_store(snapshots.clone())
-        .build()
-        .map_err(err)?;
+    let through = AggregateRepository::<BenchAccount>::builder(StorePair::new(
+        event_store.clone(),
+        snapshots.clone(),
+    ))
+    .build()
+    .map_err(err)?;
     let id = Uuid::new_v4();
     append_more(event_store, id, 0, SHORT).await?;
-    let snapshot_at_head = |repo: &AggregateRepository<BenchAccount, E>| {
+    let snapshot_at_head = |repo: &AggregateRepository<BenchAccount>| {
         let repo = repo.clone();
         async move {
             let root = repo.load(id).await.map_err(err)?;

@@ -7,7 +7,7 @@ use snap_es::postgres::{PostgresDatabase, PostgresOptions};
 use snap_es::sqlite::{Blocking, SqliteOptions};
 use snap_es::{
     AggregateRepository, AggregateRoot, EventStore, Never, Snapshot, SnapshotMode, SnapshotStore,
-    Threshold, create_snapshot_strategy,
+    StorePair, Threshold, create_snapshot_strategy,
 };
 use uuid::Uuid;
 
@@ -250,6 +250,26 @@ async fn get_snapshot_rows<S: SnapshotStore>(
 }
 
 /// The rows every backend reports.
+/// Loads go through the repository, as an application's do: one that uses the snapshots, one
+/// that always replays the whole stream.
+fn repositories<S: SnapshotStore + Clone, E: EventStore + Clone>(
+    snapshots: &S,
+    event_store: &E,
+) -> Result<(AggregateRepository<BenchAccount>, AggregateRepository<BenchAccount>), String> {
+    let through = AggregateRepository::<BenchAccount>::builder(StorePair::new(
+        event_store.clone(),
+        snapshots.clone(),
+    ))
+    .policy(create_snapshot_strategy(SnapshotMode::Manual, 1).map_err(err)?)
+    .build()
+    .map_err(err)?;
+    let replaying =
+        AggregateRepository::<BenchAccount>::builder(StorePair::events_only(event_store.clone()))
+            .build()
+            .map_err(err)?;
+    Ok((through, replaying))
+}
+
 async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
     backend: &'static str,
     config: &Config,
@@ -285,16 +305,7 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         with_floor(Row::new(backend, "get_snapshot", &store_samples)).target(targets.get_snapshot),
     );
 
-    // Loads go through the repository, as an application's do: one that uses the
-    // snapshots, one that always replays the whole stream.
-    let through = AggregateRepository::<BenchAccount>::builder(event_store.clone())
-        .snapshot_store(snapshots.clone())
-        .policy(create_snapshot_strategy(SnapshotMode::Manual, 1).map_err(err)?)
-        .build()
-        .map_err(err)?;
-    let replaying = AggregateRepository::<BenchAccount>::builder(event_store.clone())
-        .build()
-        .map_err(err)?;
+    let (through, replaying) = repositories(snapshots, event_store)?;
 
     // Correctness first: the snapshot load must equal the full replay of the same stream.
     same_as_replay(backend, (&through, &replaying), fixture.trailing_id).await?;
@@ -387,9 +398,11 @@ async fn save_rows<S: SnapshotStore + Clone, E: EventStore + Clone>(
         ),
     ];
     for (name, snapshot, mode) in modes {
-        let builder = AggregateRepository::<BenchAccount>::builder(event_store.clone())
-            .snapshot_store(snapshots.clone())
-            .mode(mode);
+        let builder = AggregateRepository::<BenchAccount>::builder(StorePair::new(
+            event_store.clone(),
+            snapshots.clone(),
+        ))
+        .mode(mode);
         let repo = if snapshot {
             builder.strategy(Threshold(1))
         } else {
@@ -495,11 +508,11 @@ async fn throughput<S: SnapshotStore + Clone>(
 
 /// Loads `id` through its snapshot and by full replay: an error unless both give the same
 /// state and version and the first used the snapshot.
-async fn same_as_replay<E: EventStore>(
+async fn same_as_replay(
     backend: &str,
     (through, replaying): (
-        &AggregateRepository<BenchAccount, E>,
-        &AggregateRepository<BenchAccount, E>,
+        &AggregateRepository<BenchAccount>,
+        &AggregateRepository<BenchAccount>,
     ),
     id: Uuid,
 ) -> Result<(), String> {
@@ -521,11 +534,11 @@ async fn same_as_replay<E: EventStore>(
 
 /// The load of the long aggregate through its snapshot, and the same two reads by bare
 /// SELECTs on the floor's connection.
-async fn trailing_rows<E: EventStore>(
+async fn trailing_rows(
     backend: &'static str,
     config: &Config,
     report: &mut Report,
-    through: &AggregateRepository<BenchAccount, E>,
+    through: &AggregateRepository<BenchAccount>,
     trailing_id: Uuid,
     (mut floor, floor_median): (Option<(&'static str, &mut Floor)>, std::time::Duration),
     target: Target,
@@ -583,7 +596,7 @@ async fn replay_rows<E: EventStore>(
     backend: &'static str,
     config: &Config,
     report: &mut Report,
-    (replaying, event_store): (&AggregateRepository<BenchAccount, E>, &E),
+    (replaying, event_store): (&AggregateRepository<BenchAccount>, &E),
     replay_id: Uuid,
     target: Target,
 ) -> Result<(), String> {
@@ -629,8 +642,8 @@ async fn load_table<S: SnapshotStore, E: EventStore>(
     snapshots: &S,
     event_store: &E,
     (through, replaying): (
-        &AggregateRepository<BenchAccount, E>,
-        &AggregateRepository<BenchAccount, E>,
+        &AggregateRepository<BenchAccount>,
+        &AggregateRepository<BenchAccount>,
     ),
 ) -> Result<(), String> {
     for &n in &config.event_counts {
@@ -654,9 +667,9 @@ async fn load_table<S: SnapshotStore, E: EventStore>(
 }
 
 /// Loads of one aggregate through `repo`, as many as fit the sample budget.
-pub(crate) async fn time_loads<E: EventStore>(
+pub(crate) async fn time_loads(
     config: &Config,
-    repo: &AggregateRepository<BenchAccount, E>,
+    repo: &AggregateRepository<BenchAccount>,
     id: Uuid,
 ) -> Result<Samples, String> {
     let probe = std::time::Instant::now();

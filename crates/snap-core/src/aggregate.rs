@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::backend::StoredEvent;
 use crate::error::{BoxError, ReplayError};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::snapshot::Snapshot;
@@ -74,6 +75,9 @@ pub enum CaptureError {
     /// Serialisation failed.
     #[error("the aggregate state could not be serialised")]
     Serialize(#[source] serde_json::Error),
+    /// An uncommitted event cannot be stored, so the state it leads to is never committed.
+    #[error("an uncommitted event cannot be stored")]
+    Unencodable(#[source] EncodeError),
 }
 
 /// Why the uncommitted events of an [`AggregateRoot`] cannot be appended. Nothing is written
@@ -290,6 +294,20 @@ impl<A: Aggregate> AggregateRoot<A> {
                 version: event.version,
             });
         }
+        self.apply_stored(&StoredEvent::of(event))
+    }
+
+    /// Applies an event a [`Backend`](crate::Backend) load handed over, decoding its payload
+    /// straight into the event type. Its version must be exactly the next one, so a gap in the
+    /// stream is an error, never a wrong state; the backend answers for the stream it read.
+    pub fn apply_stored(&mut self, event: &StoredEvent<'_>) -> Result<(), ReplayError> {
+        if !self.uncommitted.is_empty() {
+            return Err(ReplayError::Uncommitted {
+                aggregate_id: self.id,
+                aggregate_type: A::TYPE.to_owned(),
+                count: self.uncommitted.len(),
+            });
+        }
         let expected = self.version.saturating_add(1);
         if event.version != expected || self.version == u64::MAX {
             return Err(ReplayError::VersionGap {
@@ -299,12 +317,15 @@ impl<A: Aggregate> AggregateRoot<A> {
                 found: event.version,
             });
         }
-        let typed = A::Event::deserialize(&event.payload).map_err(|source| ReplayError::Event {
-            aggregate_id: self.id,
-            aggregate_type: A::TYPE.to_owned(),
-            version: event.version,
-            source,
-        })?;
+        let typed: A::Event = event
+            .payload
+            .decode()
+            .map_err(|source| ReplayError::Event {
+                aggregate_id: self.id,
+                aggregate_type: A::TYPE.to_owned(),
+                version: event.version,
+                source,
+            })?;
         self.state.apply(&typed);
         self.version = event.version;
         Ok(())
@@ -318,7 +339,21 @@ impl<A: Aggregate> AggregateRoot<A> {
                 count: self.uncommitted.len(),
             });
         }
-        if self.version == 0 {
+        self.capture(self.version)
+    }
+
+    /// The snapshot of the state once the uncommitted events are saved: the current state (it
+    /// includes them) at [`pending_version`](Self::pending_version), to store in the same
+    /// transaction as those events.
+    pub fn to_snapshot_after_save(&self) -> Result<Snapshot, CaptureError> {
+        if let Some(error) = &self.unencodable {
+            return Err(CaptureError::Unencodable(error.clone()));
+        }
+        self.capture(self.pending_version())
+    }
+
+    fn capture(&self, version: u64) -> Result<Snapshot, CaptureError> {
+        if version == 0 {
             return Err(CaptureError::NoEvents);
         }
         let state = serde_json::to_value(&self.state).map_err(CaptureError::Serialize)?;
@@ -328,7 +363,7 @@ impl<A: Aggregate> AggregateRoot<A> {
         Ok(Snapshot::new(
             self.id,
             A::TYPE,
-            self.version,
+            version,
             state,
             A::SCHEMA_VERSION,
         ))

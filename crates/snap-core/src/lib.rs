@@ -19,6 +19,7 @@
 //! ```
 
 mod aggregate;
+mod backend;
 mod decider;
 mod error;
 mod event;
@@ -29,6 +30,10 @@ mod store;
 pub mod validate;
 
 pub use aggregate::{Aggregate, AggregateRoot, CaptureError, EncodeError};
+pub use backend::{
+    Backend, Commit, Committed, DynBackend, LoadRequest, LoadSink, Loaded, Payload, SnapshotRead,
+    SnapshotWrite, StoredEvent, share_backend, share_event_store, share_snapshot_store,
+};
 pub use decider::{Decided, Decider};
 pub use error::{
     BackendError, BoxError, EventStoreError, InvalidInput, ReplayError, SnapshotError,

@@ -107,14 +107,19 @@ struct Stores {
 }
 
 impl Stores {
-    fn repo<A: Aggregate>(&self) -> snap_es::RepositoryBuilder<A, Arc<DynEventStore>> {
-        AggregateRepository::<A>::builder(Arc::clone(&self.events))
-            .snapshot_store(Arc::clone(&self.snapshots))
+    fn repo<A: Aggregate>(&self) -> snap_es::RepositoryBuilder<A> {
+        AggregateRepository::<A>::builder(StorePair::new(
+            Arc::clone(&self.events),
+            Arc::clone(&self.snapshots),
+        ))
     }
 
     /// A repository without snapshots: the full replay every load is checked against.
     fn replay<A: Aggregate>(&self) -> Result<AggregateRepository<A>, Error> {
-        Ok(AggregateRepository::<A>::builder(Arc::clone(&self.events)).build()?)
+        Ok(
+            AggregateRepository::<A>::builder(StorePair::events_only(Arc::clone(&self.events)))
+                .build()?,
+        )
     }
 }
 

@@ -86,10 +86,10 @@ impl Decider for BankAccount {
 type Error = Box<dyn std::error::Error>;
 
 async fn run(events: Arc<DynEventStore>, snapshots: Arc<DynSnapshotStore>) -> Result<(), Error> {
-    let accounts = DeciderRepository::<BankAccount>::builder(Arc::clone(&events))
-        .snapshot_store(snapshots)
-        .strategy(Threshold(100))
-        .build()?;
+    let accounts =
+        DeciderRepository::<BankAccount>::builder(StorePair::new(Arc::clone(&events), snapshots))
+            .strategy(Threshold(100))
+            .build()?;
     let id = Uuid::new_v4();
     accounts
         .handle(
@@ -118,7 +118,7 @@ async fn run(events: Arc<DynEventStore>, snapshots: Arc<DynSnapshotStore>) -> Re
     );
 
     let account = accounts.load(id).await?;
-    let replayed = DeciderRepository::<BankAccount>::builder(events)
+    let replayed = DeciderRepository::<BankAccount>::builder(StorePair::events_only(events))
         .build()?
         .load(id)
         .await?;

@@ -38,8 +38,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let repo = AggregateRepository::<Counter>::builder(InMemoryEventStore::new())
-//!     .snapshot_store(InMemorySnapshotStore::new())
+//! let stores = StorePair::new(InMemoryEventStore::new(), InMemorySnapshotStore::new());
+//! let repo = AggregateRepository::<Counter>::builder(stores)
 //!     .strategy(Threshold(100))
 //!     .mode(SnapshotMode::Sync)
 //!     .build()?;
@@ -101,8 +101,9 @@ pub mod postgres {
 pub mod prelude {
     #[doc(no_inline)]
     pub use snap_core::{
-        Aggregate, AggregateRoot, Decided, Decider, EventStore, EventStoreError, MigrationChain,
-        NewEvent, RecordedEvent, Snapshot, SnapshotError, SnapshotMigration, SnapshotStore,
+        Aggregate, AggregateRoot, Backend, Decided, Decider, EventStore, EventStoreError,
+        MigrationChain, NewEvent, RecordedEvent, Snapshot, SnapshotError, SnapshotMigration,
+        SnapshotStore,
     };
     #[cfg(feature = "memory")]
     #[doc(no_inline)]
@@ -113,6 +114,7 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use snap_repo::{
         AggregateRepository, DeciderError, DeciderRepository, RepositoryError, RepositoryStats,
+        StorePair,
     };
     #[cfg(feature = "sqlite")]
     #[doc(no_inline)]

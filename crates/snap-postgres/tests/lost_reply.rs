@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use snap_postgres::PostgresDatabase;
-use snap_repo::DeciderRepository;
+use snap_repo::{DeciderRepository, StorePair};
 use snap_strategy::Never;
 use snap_testkit::accounts::{AccountCommand, AccountDecider, AccountEvent};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -95,7 +95,7 @@ struct Setup {
     proxy: Proxy,
     database: PostgresDatabase,
     admin: PgConnection,
-    repo: DeciderRepository<AccountDecider, snap_postgres::PostgresEventStore>,
+    repo: DeciderRepository<AccountDecider>,
 }
 
 async fn setup() -> Option<Setup> {
@@ -114,10 +114,12 @@ async fn setup() -> Option<Setup> {
     let admin = PgConnection::connect(&support::database_url())
         .await
         .expect("an admin connection");
-    let repo = DeciderRepository::<AccountDecider>::builder(database.event_store())
-        .strategy(Never)
-        .build()
-        .expect("a repository");
+    let repo = DeciderRepository::<AccountDecider>::builder(StorePair::events_only(
+        database.event_store(),
+    ))
+    .strategy(Never)
+    .build()
+    .expect("a repository");
     Some(Setup {
         _harness: harness,
         proxy,

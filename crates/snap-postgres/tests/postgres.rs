@@ -308,7 +308,7 @@ async fn a_hundred_events_append_in_one_statement() {
 /// of a full replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_connections_during_saves_lose_nothing() {
-    use snap_repo::{AggregateRepository, RepositoryError};
+    use snap_repo::{AggregateRepository, RepositoryError, StorePair};
     use snap_strategy::{SnapshotMode, Threshold};
     use snap_testkit::accounts::{AccountEvent, AccountV1};
 
@@ -324,12 +324,14 @@ async fn terminated_connections_during_saves_lose_nothing() {
         .connect()
         .await
         .unwrap();
-    let repo = AggregateRepository::<AccountV1>::builder(database.event_store())
-        .snapshot_store(database.snapshot_store())
-        .strategy(Threshold(3))
-        .mode(SnapshotMode::Sync)
-        .build()
-        .unwrap();
+    let repo = AggregateRepository::<AccountV1>::builder(StorePair::new(
+        database.event_store(),
+        database.snapshot_store(),
+    ))
+    .strategy(Threshold(3))
+    .mode(SnapshotMode::Sync)
+    .build()
+    .unwrap();
     let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = tokio::spawn({
@@ -383,9 +385,10 @@ async fn terminated_connections_during_saves_lose_nothing() {
     assert!(saves >= 10, "the writer kept going: {saves} saves");
 
     let events = database.event_store();
-    let replay = AggregateRepository::<AccountV1>::builder(database.event_store())
-        .build()
-        .unwrap();
+    let replay =
+        AggregateRepository::<AccountV1>::builder(StorePair::events_only(database.event_store()))
+            .build()
+            .unwrap();
     for (slot, id) in ids.iter().enumerate() {
         let head = events.current_version(*id, "Account").await.unwrap();
         assert!(

@@ -4,13 +4,9 @@
 //! are the same code.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use snap_core::{
-    AggregateRoot, Decided, Decider, DynEventStore, EventStore, MigrationChain, Snapshot,
-    SnapshotStore,
-};
+use snap_core::{AggregateRoot, Backend, Decided, Decider, MigrationChain, Snapshot};
 use snap_strategy::{BackgroundConfig, SnapshotMode, SnapshotPolicy, SnapshotStrategy};
 use uuid::Uuid;
 
@@ -57,12 +53,12 @@ pub struct Handled<Event> {
 }
 
 /// Loads, decides and saves decider-style aggregates; see [`Decider`].
-pub struct DeciderRepository<D: Decider, E: EventStore = Arc<DynEventStore>> {
-    inner: AggregateRepository<Decided<D>, E>,
+pub struct DeciderRepository<D: Decider> {
+    inner: AggregateRepository<Decided<D>>,
     max_attempts: u32,
 }
 
-impl<D: Decider, E: EventStore> Clone for DeciderRepository<D, E> {
+impl<D: Decider> Clone for DeciderRepository<D> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -71,7 +67,7 @@ impl<D: Decider, E: EventStore> Clone for DeciderRepository<D, E> {
     }
 }
 
-impl<D: Decider, E: EventStore> fmt::Debug for DeciderRepository<D, E> {
+impl<D: Decider> fmt::Debug for DeciderRepository<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeciderRepository")
             .field("inner", &self.inner)
@@ -82,12 +78,12 @@ impl<D: Decider, E: EventStore> fmt::Debug for DeciderRepository<D, E> {
 
 /// Builds a [`DeciderRepository`]: the options of [`RepositoryBuilder`] plus the number of
 /// attempts `handle` makes.
-pub struct DeciderRepositoryBuilder<D: Decider, E: EventStore> {
-    inner: RepositoryBuilder<Decided<D>, E>,
+pub struct DeciderRepositoryBuilder<D: Decider> {
+    inner: RepositoryBuilder<Decided<D>>,
     max_attempts: u32,
 }
 
-impl<D: Decider, E: EventStore> fmt::Debug for DeciderRepositoryBuilder<D, E> {
+impl<D: Decider> fmt::Debug for DeciderRepositoryBuilder<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeciderRepositoryBuilder")
             .field("inner", &self.inner)
@@ -96,13 +92,7 @@ impl<D: Decider, E: EventStore> fmt::Debug for DeciderRepositoryBuilder<D, E> {
     }
 }
 
-impl<D: Decider, E: EventStore> DeciderRepositoryBuilder<D, E> {
-    /// The snapshot store. Without one, every load is a full replay.
-    #[must_use]
-    pub fn snapshot_store(self, store: impl SnapshotStore) -> Self {
-        self.map(|b| b.snapshot_store(store))
-    }
-
+impl<D: Decider> DeciderRepositoryBuilder<D> {
     /// When to snapshot. Default: `Threshold(100)`.
     #[must_use]
     pub fn strategy(self, strategy: impl SnapshotStrategy) -> Self {
@@ -150,7 +140,7 @@ impl<D: Decider, E: EventStore> DeciderRepositoryBuilder<D, E> {
 
     fn map(
         self,
-        f: impl FnOnce(RepositoryBuilder<Decided<D>, E>) -> RepositoryBuilder<Decided<D>, E>,
+        f: impl FnOnce(RepositoryBuilder<Decided<D>>) -> RepositoryBuilder<Decided<D>>,
     ) -> Self {
         Self {
             inner: f(self.inner),
@@ -159,7 +149,7 @@ impl<D: Decider, E: EventStore> DeciderRepositoryBuilder<D, E> {
     }
 
     /// Checks the settings and builds the repository.
-    pub fn build(self) -> Result<DeciderRepository<D, E>, BuildError> {
+    pub fn build(self) -> Result<DeciderRepository<D>, BuildError> {
         Ok(DeciderRepository {
             inner: self.inner.build()?,
             max_attempts: self.max_attempts,
@@ -168,16 +158,16 @@ impl<D: Decider, E: EventStore> DeciderRepositoryBuilder<D, E> {
 }
 
 impl<D: Decider> DeciderRepository<D> {
-    /// Starts building a repository on `event_store`.
-    pub fn builder<E: EventStore>(event_store: E) -> DeciderRepositoryBuilder<D, E> {
+    /// Starts building a repository on `backend`; see [`AggregateRepository::builder`].
+    pub fn builder(backend: impl Backend) -> DeciderRepositoryBuilder<D> {
         DeciderRepositoryBuilder {
-            inner: AggregateRepository::<Decided<D>>::builder(event_store),
+            inner: AggregateRepository::<Decided<D>>::builder(backend),
             max_attempts: 5,
         }
     }
 }
 
-impl<D: Decider, E: EventStore> DeciderRepository<D, E> {
+impl<D: Decider> DeciderRepository<D> {
     /// Carries out a command: loads the aggregate (a new one starts from
     /// [`Decider::initial_state`]), decides, and appends the events with the version they were
     /// decided on. On a version conflict it reloads and decides again, up to `max_attempts`
@@ -274,7 +264,7 @@ impl<D: Decider, E: EventStore> DeciderRepository<D, E> {
     }
 
     /// The aggregate repository underneath, for everything else it offers.
-    pub fn aggregates(&self) -> &AggregateRepository<Decided<D>, E> {
+    pub fn aggregates(&self) -> &AggregateRepository<Decided<D>> {
         &self.inner
     }
 }

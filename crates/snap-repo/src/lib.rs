@@ -8,7 +8,7 @@
 //! use serde::{Deserialize, Serialize};
 //! use snap_core::Aggregate;
 //! use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
-//! use snap_repo::AggregateRepository;
+//! use snap_repo::{AggregateRepository, StorePair};
 //! use snap_strategy::{SnapshotMode, Threshold};
 //! use uuid::Uuid;
 //!
@@ -28,8 +28,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let repo = AggregateRepository::<Counter>::builder(InMemoryEventStore::new())
-//!     .snapshot_store(InMemorySnapshotStore::new())
+//! let stores = StorePair::new(InMemoryEventStore::new(), InMemorySnapshotStore::new());
+//! let repo = AggregateRepository::<Counter>::builder(stores)
 //!     .strategy(Threshold(10))
 //!     .mode(SnapshotMode::Sync)
 //!     .build()?;
@@ -49,10 +49,13 @@
 
 mod decider;
 mod error;
+mod load;
+mod pair;
 mod repository;
 mod stats;
 
 pub use decider::{DeciderError, DeciderRepository, DeciderRepositoryBuilder, Handled};
 pub use error::{BuildError, RepositoryError};
+pub use pair::StorePair;
 pub use repository::{AggregateRepository, RebuildReport, RepositoryBuilder, SnapshotCheck};
 pub use stats::{FallbackReason, FallbackStats, RepositoryStats};

@@ -3,13 +3,12 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use snap_core::{
-    Aggregate, AggregateRoot, CaptureError, DynEventStore, DynSnapshotStore, EventStore,
-    MigrationChain, MigrationError, Snapshot, SnapshotError, SnapshotStore,
+    Aggregate, AggregateRoot, Backend, Commit, DynBackend, DynEventStore, DynSnapshotStore,
+    MigrationChain, Snapshot, SnapshotError, SnapshotWrite, share_backend,
 };
 use snap_strategy::{
     BackgroundConfig, BackgroundSnapshotter, ReplayCost, Scheduled, SnapshotContext, SnapshotMode,
@@ -21,36 +20,38 @@ use uuid::Uuid;
 use crate::error::{BuildError, RepositoryError};
 use crate::stats::{Counters, FallbackReason, RepositoryStats};
 
-/// Loads and saves aggregates of type `A` through an event store `E`, with snapshots.
+/// Loads and saves aggregates of type `A` through a [`Backend`], with snapshots.
 ///
 /// - [`load`](Self::load) reads the latest snapshot, restores it (migrating its schema if a
 ///   path exists) and replays only the later events. A missing, corrupt, unreadable,
 ///   schema-incompatible or out-of-range snapshot is never an error: the load replays the
 ///   whole stream instead, logs a warning and counts the reason in [`stats`](Self::stats).
 ///   Either way the state is exactly the state of a full replay.
-/// - [`save`](Self::save) appends the uncommitted events with the version they were built on
-///   (optimistic concurrency), then asks the strategy whether to snapshot and writes the
-///   snapshot as the mode says. A snapshot failure after the events committed is logged and
-///   counted; the save still succeeds, because the events are the source of truth.
+/// - [`save`](Self::save) asks the strategy whether to snapshot and appends the uncommitted
+///   events with the version they were built on (optimistic concurrency). In sync mode the
+///   snapshot rides in the same commit (one transaction on a database backend); in background
+///   mode it is written after. A snapshot failure is logged and counted; the save still
+///   succeeds, because the events are the source of truth.
 ///
-/// Clones share the stores, the background writer and the counters.
-pub struct AggregateRepository<A: Aggregate, E: EventStore = Arc<DynEventStore>> {
-    inner: Arc<Inner<A, E>>,
+/// Clones share the backend, the background writer and the counters.
+pub struct AggregateRepository<A: Aggregate> {
+    pub(crate) inner: Arc<Inner<A>>,
 }
 
-struct Inner<A, E> {
-    events: E,
-    snapshots: Option<Arc<DynSnapshotStore>>,
-    strategy: Arc<dyn SnapshotStrategy>,
-    mode: SnapshotMode,
-    chain: MigrationChain,
-    background: Option<BackgroundSnapshotter>,
-    snapshot_timeout: Option<Duration>,
-    counters: Counters,
+pub(crate) struct Inner<A> {
+    pub(crate) backend: Arc<DynBackend>,
+    pub(crate) events: Arc<DynEventStore>,
+    pub(crate) snapshots: Option<Arc<DynSnapshotStore>>,
+    pub(crate) strategy: Arc<dyn SnapshotStrategy>,
+    pub(crate) mode: SnapshotMode,
+    pub(crate) chain: MigrationChain,
+    pub(crate) background: Option<BackgroundSnapshotter>,
+    pub(crate) snapshot_timeout: Option<Duration>,
+    pub(crate) counters: Counters,
     aggregate: PhantomData<fn() -> A>,
 }
 
-impl<A: Aggregate, E: EventStore> Clone for AggregateRepository<A, E> {
+impl<A: Aggregate> Clone for AggregateRepository<A> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -58,12 +59,11 @@ impl<A: Aggregate, E: EventStore> Clone for AggregateRepository<A, E> {
     }
 }
 
-impl<A: Aggregate, E: EventStore> fmt::Debug for AggregateRepository<A, E> {
+impl<A: Aggregate> fmt::Debug for AggregateRepository<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AggregateRepository")
             .field("aggregate_type", &A::TYPE)
-            .field("events", &self.inner.events)
-            .field("snapshots", &self.inner.snapshots)
+            .field("backend", &self.inner.backend)
             .field("strategy", &self.inner.strategy)
             .field("mode", &self.inner.mode)
             .finish_non_exhaustive()
@@ -71,9 +71,8 @@ impl<A: Aggregate, E: EventStore> fmt::Debug for AggregateRepository<A, E> {
 }
 
 /// Builds an [`AggregateRepository`]; see [`AggregateRepository::builder`].
-pub struct RepositoryBuilder<A: Aggregate, E: EventStore> {
-    events: E,
-    snapshots: Option<Arc<DynSnapshotStore>>,
+pub struct RepositoryBuilder<A: Aggregate> {
+    backend: Arc<DynBackend>,
     strategy: Option<Arc<dyn SnapshotStrategy>>,
     mode: SnapshotMode,
     chain: Option<MigrationChain>,
@@ -82,25 +81,18 @@ pub struct RepositoryBuilder<A: Aggregate, E: EventStore> {
     aggregate: PhantomData<fn() -> A>,
 }
 
-impl<A: Aggregate, E: EventStore> fmt::Debug for RepositoryBuilder<A, E> {
+impl<A: Aggregate> fmt::Debug for RepositoryBuilder<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RepositoryBuilder")
             .field("aggregate_type", &A::TYPE)
-            .field("snapshots", &self.snapshots)
+            .field("backend", &self.backend)
             .field("strategy", &self.strategy)
             .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
 
-impl<A: Aggregate, E: EventStore> RepositoryBuilder<A, E> {
-    /// The snapshot store. Without one, every load is a full replay.
-    #[must_use]
-    pub fn snapshot_store(mut self, store: impl SnapshotStore) -> Self {
-        self.snapshots = Some(Arc::new(store));
-        self
-    }
-
+impl<A: Aggregate> RepositoryBuilder<A> {
     /// When to snapshot. Default: `Threshold(100)`.
     #[must_use]
     pub fn strategy(mut self, strategy: impl SnapshotStrategy) -> Self {
@@ -131,10 +123,12 @@ impl<A: Aggregate, E: EventStore> RepositoryBuilder<A, E> {
         self
     }
 
-    /// How long a load waits for the snapshot store before it gives up on the snapshot and
-    /// replays the stream (counted as a store error), and how long a sync-mode save waits for
-    /// its snapshot write (counted as a failed write; the save still succeeds). Default: no
-    /// limit. Needs a tokio runtime with the time driver enabled.
+    /// How long a load waits for a separate snapshot read before it gives up on the snapshot
+    /// and replays the stream (counted as a store error), and how long a sync-mode save waits
+    /// for a separate snapshot write (counted as a failed write; the save still succeeds).
+    /// Separate means a [`StorePair`](crate::StorePair) backend; a backend that reads and
+    /// commits both at once has no separate wait to bound. Default: no limit. Needs a tokio
+    /// runtime with the time driver enabled.
     #[must_use]
     pub fn snapshot_timeout(mut self, limit: Duration) -> Self {
         self.snapshot_timeout = Some(limit);
@@ -149,7 +143,7 @@ impl<A: Aggregate, E: EventStore> RepositoryBuilder<A, E> {
     }
 
     /// Checks the settings and builds the repository.
-    pub fn build(self) -> Result<AggregateRepository<A, E>, BuildError> {
+    pub fn build(self) -> Result<AggregateRepository<A>, BuildError> {
         if A::SCHEMA_VERSION == 0 {
             return Err(BuildError::SchemaVersionZero {
                 aggregate_type: A::TYPE,
@@ -172,14 +166,15 @@ impl<A: Aggregate, E: EventStore> RepositoryBuilder<A, E> {
                 }
             })?,
         };
-        let background = self
-            .snapshots
+        let snapshots = self.backend.snapshot_store();
+        let background = snapshots
             .as_ref()
             .map(|store| BackgroundSnapshotter::new(Arc::clone(store), self.background));
         Ok(AggregateRepository {
             inner: Arc::new(Inner {
-                events: self.events,
-                snapshots: self.snapshots,
+                events: self.backend.event_store(),
+                backend: self.backend,
+                snapshots,
                 strategy,
                 mode: self.mode,
                 chain,
@@ -193,12 +188,12 @@ impl<A: Aggregate, E: EventStore> RepositoryBuilder<A, E> {
 }
 
 impl<A: Aggregate> AggregateRepository<A> {
-    /// Starts building a repository on `event_store` (any [`EventStore`], including
-    /// `Arc<dyn EventStore>`).
-    pub fn builder<E: EventStore>(event_store: E) -> RepositoryBuilder<A, E> {
+    /// Starts building a repository on `backend`: a backend's database handle, an
+    /// `Arc<dyn Backend>` (kept as is, not wrapped again), or a
+    /// [`StorePair`](crate::StorePair) of separate stores.
+    pub fn builder(backend: impl Backend) -> RepositoryBuilder<A> {
         RepositoryBuilder {
-            events: event_store,
-            snapshots: None,
+            backend: share_backend(backend),
             strategy: None,
             mode: SnapshotMode::Sync,
             chain: None,
@@ -210,7 +205,7 @@ impl<A: Aggregate> AggregateRepository<A> {
 }
 
 /// The error of a snapshot store call that ran out of `snapshot_timeout`.
-fn timed_out(call: &str) -> SnapshotError {
+pub(crate) fn timed_out(call: &str) -> SnapshotError {
     SnapshotError::backend(
         "repository",
         format!("the snapshot {call} timed out")
@@ -258,26 +253,7 @@ pub enum SnapshotCheck {
     },
 }
 
-/// Where a load started.
-struct Start<A: Aggregate> {
-    root: AggregateRoot<A>,
-    /// `None` for a snapshot hit, the reason for a full replay otherwise.
-    fallback: Option<FallbackReason>,
-    /// The snapshot migrated to the current schema, to store once the load succeeds.
-    migrated: Option<Snapshot>,
-}
-
-impl<A: Aggregate> Start<A> {
-    fn replay(id: Uuid, reason: FallbackReason) -> Self {
-        Self {
-            root: AggregateRoot::new(id),
-            fallback: Some(reason),
-            migrated: None,
-        }
-    }
-}
-
-impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
+impl<A: Aggregate> AggregateRepository<A> {
     /// A new aggregate at version 0, not stored until it is saved with events.
     pub fn create_new(&self, id: Uuid) -> AggregateRoot<A> {
         AggregateRoot::new(id)
@@ -311,214 +287,18 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         Ok(root)
     }
 
-    /// The current state for a command: a new root at version 0 when the aggregate has no
-    /// events, and a discarded aggregate as it is, so the caller can tell the two apart.
-    pub(crate) async fn load_for_command(
-        &self,
-        id: Uuid,
-    ) -> Result<AggregateRoot<A>, RepositoryError> {
-        self.load_span(id, None).await
-    }
-
-    async fn load_span(
-        &self,
-        id: Uuid,
-        at: Option<u64>,
-    ) -> Result<AggregateRoot<A>, RepositoryError> {
-        let span = tracing::info_span!(
-            "snap.repo.load",
-            aggregate_id = %id,
-            aggregate_type = A::TYPE,
-            at = at,
-            version = tracing::field::Empty,
-            snapshot_used = tracing::field::Empty,
-            fallback = tracing::field::Empty,
-            events_replayed = tracing::field::Empty,
-        );
-        self.load_inner(id, at).instrument(span).await
-    }
-
-    async fn load_inner(
-        &self,
-        id: Uuid,
-        at: Option<u64>,
-    ) -> Result<AggregateRoot<A>, RepositoryError> {
-        let mut start = self.start(id, at).await;
-        let mut started = Instant::now();
-        let mut replayed = self.replay(&mut start.root, at).await?;
-        if start.fallback.is_none() && replayed == 0 {
-            // Nothing after the snapshot: make sure the stream really reaches it.
-            let head = self.inner.events.current_version(id, A::TYPE).await?;
-            if head < start.root.version() {
-                tracing::warn!(
-                    aggregate_id = %id,
-                    aggregate_type = A::TYPE,
-                    snapshot_version = start.root.version(),
-                    head,
-                    "snapshot is ahead of the event stream; replaying the stream"
-                );
-                start = Start::replay(id, FallbackReason::SnapshotAhead);
-                // The cost noted for the strategies is the replay that built the state.
-                started = Instant::now();
-                replayed = self.replay(&mut start.root, at).await?;
-            }
-        }
-        let mut root = start.root;
-        root.note_replay(replayed, started.elapsed());
-        if root.version() == 0 {
-            // No stream: a new aggregate, and nothing a load could count.
-            return Ok(AggregateRoot::new(id));
-        }
-        self.inner.counters.load(A::TYPE, start.fallback, replayed);
-        if let Some(migrated) = start.migrated {
-            self.store_migrated(migrated);
-        }
-        let span = tracing::Span::current();
-        span.record("version", root.version());
-        span.record("snapshot_used", start.fallback.is_none());
-        span.record("events_replayed", replayed);
-        if let Some(reason) = start.fallback {
-            span.record("fallback", reason.as_str());
-        }
-        Ok(root)
-    }
-
-    /// Applies the stored events after the root's version (up to `to`) as the store reads
-    /// them, and returns how many were applied.
-    async fn replay(
-        &self,
-        root: &mut AggregateRoot<A>,
-        to: Option<u64>,
-    ) -> Result<u64, RepositoryError> {
-        let mut applied = 0;
-        let mut failure = None;
-        self.inner
-            .events
-            .load_batches(root.id(), A::TYPE, root.version(), to, &mut |batch| {
-                for event in &batch {
-                    if let Err(e) = root.apply_recorded(event) {
-                        failure = Some(e);
-                        return ControlFlow::Break(());
-                    }
-                    applied += 1;
-                }
-                ControlFlow::Continue(())
-            })
-            .await?;
-        match failure {
-            Some(e) => Err(e.into()),
-            None => Ok(applied),
-        }
-    }
-
-    /// Finds the snapshot to start from, or why there is none. Never fails.
-    async fn start(&self, id: Uuid, at: Option<u64>) -> Start<A> {
-        let Some(store) = &self.inner.snapshots else {
-            return Start::replay(id, FallbackReason::NoSnapshot);
-        };
-        let read = async {
-            match at {
-                Some(version) => store.get_snapshot_at(id, A::TYPE, version).await,
-                None => store.get_snapshot(id, A::TYPE).await,
-            }
-        };
-        let Some(found) = self.within_timeout(read).await else {
-            tracing::warn!(
-                aggregate_id = %id,
-                aggregate_type = A::TYPE,
-                timeout = ?self.inner.snapshot_timeout,
-                "snapshot read timed out; replaying the stream"
-            );
-            return Start::replay(id, FallbackReason::StoreError);
-        };
-        let snapshot = match found {
-            Ok(Some(snapshot)) => snapshot,
-            Ok(None) => return Start::replay(id, FallbackReason::NoSnapshot),
-            Err(error @ SnapshotError::Deserialization { .. }) => {
-                tracing::warn!(
-                    aggregate_id = %id,
-                    aggregate_type = A::TYPE,
-                    error = &error as &dyn std::error::Error,
-                    "corrupt snapshot; replaying the stream"
-                );
-                return Start::replay(id, FallbackReason::CorruptSnapshot);
-            }
-            Err(error) => {
-                tracing::warn!(
-                    aggregate_id = %id,
-                    aggregate_type = A::TYPE,
-                    error = &error as &dyn std::error::Error,
-                    "snapshot store failed; replaying the stream"
-                );
-                return Start::replay(id, FallbackReason::StoreError);
-            }
-        };
-        match self.restore(id, &snapshot) {
-            Ok((root, migrated)) => Start {
-                root,
-                fallback: None,
-                migrated,
-            },
-            Err(reason) => Start::replay(id, reason),
-        }
-    }
-
     /// Runs a snapshot store call within the configured timeout; `None` if it ran out.
-    async fn within_timeout<T>(&self, call: impl Future<Output = T>) -> Option<T> {
+    pub(crate) async fn within_timeout<T>(&self, call: impl Future<Output = T>) -> Option<T> {
         match self.inner.snapshot_timeout {
             Some(limit) => tokio::time::timeout(limit, call).await.ok(),
             None => Some(call.await),
         }
     }
 
-    /// Restores a root from a snapshot, migrating its schema when a path exists; a migrated
-    /// snapshot comes back too, to be stored if the load succeeds.
-    fn restore(
-        &self,
-        id: Uuid,
-        snapshot: &Snapshot,
-    ) -> Result<(AggregateRoot<A>, Option<Snapshot>), FallbackReason> {
-        if snapshot.aggregate_id != id || snapshot.aggregate_type != A::TYPE {
-            tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, "snapshot of another aggregate; replaying the stream");
-            return Err(FallbackReason::RestoreFailure);
-        }
-        let migrated = snapshot.schema_version != A::SCHEMA_VERSION;
-        let state = match self
-            .inner
-            .chain
-            .migrate(snapshot.state.clone(), snapshot.schema_version)
-        {
-            Ok(state) => state,
-            Err(error @ (MigrationError::Newer { .. } | MigrationError::NoPath { .. })) => {
-                tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot schema not usable; replaying the stream");
-                return Err(FallbackReason::SchemaMismatch);
-            }
-            Err(error) => {
-                tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot migration failed; replaying the stream");
-                return Err(FallbackReason::RestoreFailure);
-            }
-        };
-        let state: A = match serde_json::from_value(state) {
-            Ok(state) => state,
-            Err(error) => {
-                tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot state does not fit the aggregate; replaying the stream");
-                return Err(FallbackReason::RestoreFailure);
-            }
-        };
-        let mut root = AggregateRoot::restore(snapshot.aggregate_id, snapshot.version, state);
-        let resave = if migrated {
-            root.to_snapshot().ok()
-        } else {
-            None
-        };
-        root.note_snapshot(snapshot.version);
-        Ok((root, resave))
-    }
-
     /// Counts a snapshot that a successful load migrated and stores it, so the next load skips
     /// the migration. Best effort, in the background, and only where snapshots are written
     /// automatically.
-    fn store_migrated(&self, snapshot: Snapshot) {
+    pub(crate) fn store_migrated(&self, snapshot: Snapshot) {
         self.inner.counters.migrated();
         if self.inner.mode != SnapshotMode::Manual
             && let Some(background) = &self.inner.background
@@ -559,13 +339,16 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
                     source,
                 })?;
         let previous = root.version();
-        match self
-            .inner
-            .events
-            .append(id, A::TYPE, previous, events)
-            .await
-        {
-            Ok(_) => self.inner.counters.saved(A::TYPE),
+        let wanted = self.wants_snapshot(root);
+        let sync = match wanted {
+            Some(SnapshotMode::Sync) => self.capture_after_save(root, "sync"),
+            _ => None,
+        };
+        let commit = Commit::new(A::TYPE, id, previous, events)
+            .with_snapshot(sync)
+            .snapshot_timeout(self.inner.snapshot_timeout);
+        let committed = match self.inner.backend.commit(commit).await {
+            Ok(committed) => committed,
             Err(error) => {
                 let error = RepositoryError::from(error);
                 if matches!(error, RepositoryError::Concurrency { .. }) {
@@ -573,23 +356,27 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
                 }
                 return Err(error);
             }
-        }
+        };
+        self.inner.counters.saved(A::TYPE);
         root.mark_committed();
         let version = root.version();
         tracing::Span::current().record("version", version);
-        self.after_commit(root, previous).await;
+        self.note_sync_write(root, committed.snapshot);
+        if wanted == Some(SnapshotMode::Background) {
+            self.schedule(root);
+        }
         Ok(version)
     }
 
-    /// Applies the strategy after a committed save. Never fails: snapshot problems are logged
-    /// and counted.
-    async fn after_commit(&self, root: &mut AggregateRoot<A>, previous: u64) {
+    /// Whether the strategy asks for a snapshot at the version this save reaches, and in
+    /// which mode it is written. Never for manual mode or without a snapshot store.
+    fn wants_snapshot(&self, root: &AggregateRoot<A>) -> Option<SnapshotMode> {
         let inner = &*self.inner;
-        let (Some(store), mode) = (&inner.snapshots, inner.mode) else {
-            return;
-        };
-        if mode == SnapshotMode::Manual {
-            return;
+        let mode = inner.mode;
+        if inner.snapshots.is_none()
+            || !matches!(mode, SnapshotMode::Sync | SnapshotMode::Background)
+        {
+            return None;
         }
         // A background write this handle noted when it scheduled it, but which failed, is no
         // snapshot: the strategy counts from none, so the next save may schedule it again.
@@ -603,118 +390,70 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             }
             _ => root.snapshot_version(),
         };
-        let ctx = SnapshotContext::new(root.id(), A::TYPE, previous, root.version())
+        let ctx = SnapshotContext::new(root.id(), A::TYPE, root.version(), root.pending_version())
             .snapshot_version(known)
             .last_replay(
                 root.last_replay()
                     .map(|(events, duration)| ReplayCost { events, duration }),
             );
-        if !inner.strategy.should_snapshot(&ctx) {
-            return;
-        }
-        let snapshot = match root.to_snapshot() {
-            Ok(snapshot) => snapshot,
+        inner.strategy.should_snapshot(&ctx).then_some(mode)
+    }
+
+    /// The snapshot of the state the save reaches, or `None` (counted and logged) when it
+    /// cannot be taken; the save goes on either way.
+    fn capture_after_save(&self, root: &AggregateRoot<A>, mode: &'static str) -> Option<Snapshot> {
+        match root.to_snapshot_after_save() {
+            Ok(snapshot) => Some(snapshot),
             Err(error) => {
-                inner.counters.snapshot_failed(A::TYPE, mode.as_str());
+                self.inner.counters.snapshot_failed(A::TYPE, mode);
                 tracing::Span::current().record("snapshot", "failed");
                 tracing::warn!(
                     aggregate_id = %root.id(),
                     aggregate_type = A::TYPE,
                     error = &error as &dyn std::error::Error,
-                    "cannot capture a snapshot; the save succeeded"
+                    "cannot capture a snapshot; the save goes on without it"
                 );
-                return;
+                None
             }
-        };
-        let version = snapshot.version;
-        match mode {
-            SnapshotMode::Sync => match self
-                .within_timeout(store.save_snapshot(&snapshot))
-                .await
-                .unwrap_or_else(|| Err(timed_out("write")))
-            {
-                Ok(()) => {
-                    inner.counters.snapshot_written(A::TYPE, "sync");
-                    root.note_snapshot(version);
-                    tracing::Span::current().record("snapshot", "written");
-                }
-                Err(error) => {
-                    inner.counters.snapshot_failed(A::TYPE, "sync");
-                    tracing::warn!(
-                        aggregate_id = %root.id(),
-                        aggregate_type = A::TYPE,
-                        version,
-                        error = &error as &dyn std::error::Error,
-                        "snapshot write failed; the save succeeded"
-                    );
-                    tracing::Span::current().record("snapshot", "failed");
-                }
-            },
-            SnapshotMode::Background => {
-                if let Some(background) = &inner.background
-                    && background.schedule(snapshot) != Scheduled::Dropped
-                {
-                    root.note_snapshot(version);
-                    tracing::Span::current().record("snapshot", "scheduled");
-                }
+        }
+    }
+
+    /// Counts what became of the snapshot that rode in the commit.
+    fn note_sync_write(&self, root: &mut AggregateRoot<A>, write: SnapshotWrite) {
+        let span = tracing::Span::current();
+        match write {
+            SnapshotWrite::Written => {
+                self.inner.counters.snapshot_written(A::TYPE, "sync");
+                root.note_snapshot(root.version());
+                span.record("snapshot", "written");
             }
-            // Manual, or a mode this repository does not know: only explicit requests write.
+            SnapshotWrite::Failed(error) => {
+                self.inner.counters.snapshot_failed(A::TYPE, "sync");
+                tracing::warn!(
+                    aggregate_id = %root.id(),
+                    aggregate_type = A::TYPE,
+                    version = root.version(),
+                    error = &error as &dyn std::error::Error,
+                    "snapshot write failed; the save succeeded"
+                );
+                span.record("snapshot", "failed");
+            }
             _ => {}
         }
     }
 
-    /// Checks the latest snapshot against the events: restores it (migrating it as a load
-    /// would), replays the stream up to the snapshot's version, and compares the two states as
-    /// JSON. A [`SnapshotCheck::Mismatch`] means loads are returning a state no replay gives,
-    /// typically because `apply` changed without a `SCHEMA_VERSION` bump: bump the schema
-    /// version or delete the snapshots of the type. Nothing is written.
-    pub async fn verify_snapshot(&self, id: Uuid) -> Result<SnapshotCheck, RepositoryError> {
-        let Some(store) = &self.inner.snapshots else {
-            return Ok(SnapshotCheck::NoSnapshot);
+    /// Hands the committed state's snapshot to the background writer.
+    fn schedule(&self, root: &mut AggregateRoot<A>) {
+        let Some(background) = &self.inner.background else {
+            return;
         };
-        let read = self.within_timeout(store.get_snapshot(id, A::TYPE)).await;
-        let snapshot = match read.unwrap_or_else(|| Err(timed_out("read"))) {
-            Ok(Some(snapshot)) => snapshot,
-            Ok(None) => return Ok(SnapshotCheck::NoSnapshot),
-            Err(SnapshotError::Deserialization { .. }) => {
-                return Ok(SnapshotCheck::Unusable {
-                    reason: FallbackReason::CorruptSnapshot,
-                });
-            }
-            Err(error) => return Err(error.into()),
+        let Some(snapshot) = self.capture_after_save(root, "background") else {
+            return;
         };
-        let restored = match self.restore(id, &snapshot) {
-            Ok((root, _)) => root,
-            Err(reason) => return Ok(SnapshotCheck::Unusable { reason }),
-        };
-        let mut replayed = AggregateRoot::<A>::new(id);
-        self.replay(&mut replayed, Some(snapshot.version)).await?;
-        if replayed.version() < snapshot.version {
-            return Ok(SnapshotCheck::Unusable {
-                reason: FallbackReason::SnapshotAhead,
-            });
-        }
-        let as_json = |state: &A| {
-            serde_json::to_value(state)
-                .map_err(|e| RepositoryError::Capture(CaptureError::Serialize(e)))
-        };
-        let (snapshot_state, replayed_state) =
-            (as_json(restored.state())?, as_json(replayed.state())?);
         let version = snapshot.version;
-        if snapshot_state == replayed_state {
-            Ok(SnapshotCheck::Matches { version })
-        } else {
-            tracing::warn!(
-                aggregate_id = %id,
-                aggregate_type = A::TYPE,
-                version,
-                "snapshot differs from a replay of the events"
-            );
-            Ok(SnapshotCheck::Mismatch {
-                version,
-                snapshot: snapshot_state,
-                replayed: replayed_state,
-            })
+        if background.schedule(snapshot) != Scheduled::Dropped {
+            root.note_snapshot(version);
+            tracing::Span::current().record("snapshot", "scheduled");
         }
     }
 
@@ -767,8 +506,7 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
             };
             for id in page {
                 report.aggregates += 1;
-                let mut root = AggregateRoot::<A>::new(id);
-                self.replay(&mut root, None).await?;
+                let root = self.full_replay(id, None).await?;
                 if root.version() == 0 || root.state().is_discarded() {
                     report.skipped += 1;
                     continue;
@@ -826,8 +564,13 @@ impl<A: Aggregate, E: EventStore> AggregateRepository<A, E> {
         &self.inner.strategy
     }
 
-    /// The event store.
-    pub fn event_store(&self) -> &E {
+    /// The backend.
+    pub fn backend(&self) -> &Arc<DynBackend> {
+        &self.inner.backend
+    }
+
+    /// The event store, on the backend's data.
+    pub fn event_store(&self) -> &Arc<DynEventStore> {
         &self.inner.events
     }
 

@@ -10,7 +10,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, Share
 use serde::{Deserialize, Serialize};
 use snap_core::Aggregate;
 use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
-use snap_repo::AggregateRepository;
+use snap_repo::{AggregateRepository, StorePair};
 use snap_strategy::Threshold;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -141,11 +141,13 @@ fn loads_and_saves_are_traced_and_counted() {
                 .build()
                 .unwrap()
                 .block_on(async {
-                    let repo = AggregateRepository::<Tally>::builder(InMemoryEventStore::new())
-                        .snapshot_store(InMemorySnapshotStore::new())
-                        .strategy(Threshold(10))
-                        .build()
-                        .unwrap();
+                    let repo = AggregateRepository::<Tally>::builder(StorePair::new(
+                        InMemoryEventStore::new(),
+                        InMemorySnapshotStore::new(),
+                    ))
+                    .strategy(Threshold(10))
+                    .build()
+                    .unwrap();
                     let mut root = repo.create_new(id);
                     for n in 1..=12 {
                         root.record(Add(n));

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use snap_core::EventStore;
-use snap_repo::{AggregateRepository, RepositoryError};
+use snap_repo::{AggregateRepository, RepositoryError, StorePair};
 use snap_sqlite::SqliteDatabase;
 use snap_strategy::{SnapshotMode, Threshold};
 use snap_testkit::accounts::{AccountEvent, AccountV1};
@@ -49,12 +49,14 @@ fn writer_until_killed() {
         let database = SqliteDatabase::open(&path)
             .await
             .expect("open the database");
-        let repo = AggregateRepository::<AccountV1>::builder(database.event_store())
-            .snapshot_store(database.snapshot_store())
-            .strategy(Threshold(3))
-            .mode(SnapshotMode::Sync)
-            .build()
-            .expect("a repository");
+        let repo = AggregateRepository::<AccountV1>::builder(StorePair::new(
+            database.event_store(),
+            database.snapshot_store(),
+        ))
+        .strategy(Threshold(3))
+        .mode(SnapshotMode::Sync)
+        .build()
+        .expect("a repository");
         for round in 0_u64.. {
             let id = aggregate(u128::from(round) % AGGREGATES);
             let mut root = match repo.load(id).await {
@@ -149,11 +151,13 @@ async fn verify(path: &std::path::Path, reported: &BTreeMap<Uuid, u64>) {
         .await
         .expect("the file opens after a kill");
     let events = database.event_store();
-    let through = AggregateRepository::<AccountV1>::builder(events.clone())
-        .snapshot_store(database.snapshot_store())
-        .build()
-        .unwrap();
-    let replay = AggregateRepository::<AccountV1>::builder(events.clone())
+    let through = AggregateRepository::<AccountV1>::builder(StorePair::new(
+        events.clone(),
+        database.snapshot_store(),
+    ))
+    .build()
+    .unwrap();
+    let replay = AggregateRepository::<AccountV1>::builder(StorePair::events_only(events.clone()))
         .build()
         .unwrap();
     for n in 0..AGGREGATES {

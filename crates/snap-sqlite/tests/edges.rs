@@ -90,7 +90,7 @@ fn a_streamed_load_completes_on_another_executor() {
 /// committed; the snapshot write is counted as failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_timeout_bounds_a_sync_save_on_a_locked_snapshot_database() {
-    use snap_repo::AggregateRepository;
+    use snap_repo::{AggregateRepository, StorePair};
     use snap_strategy::{SnapshotMode, Threshold};
     use snap_testkit::accounts::{AccountEvent, AccountV1};
 
@@ -102,13 +102,15 @@ async fn snapshot_timeout_bounds_a_sync_save_on_a_locked_snapshot_database() {
         .await
         .unwrap()
         .snapshot_store();
-    let repo = AggregateRepository::<AccountV1>::builder(events.clone())
-        .snapshot_store(snapshots.clone())
-        .strategy(Threshold(1))
-        .mode(SnapshotMode::Sync)
-        .snapshot_timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
+    let repo = AggregateRepository::<AccountV1>::builder(StorePair::new(
+        events.clone(),
+        snapshots.clone(),
+    ))
+    .strategy(Threshold(1))
+    .mode(SnapshotMode::Sync)
+    .snapshot_timeout(Duration::from_millis(200))
+    .build()
+    .unwrap();
     let holder = rusqlite::Connection::open(&snapshots_path).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
 

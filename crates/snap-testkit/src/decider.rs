@@ -1,7 +1,5 @@
 //! Decider repository cases: `handle` on every backend.
 
-use std::sync::Arc;
-
 use snap_core::{Decided, EventStore, SnapshotStore};
 use snap_repo::{DeciderError, DeciderRepository};
 use snap_strategy::{SnapshotMode, Threshold};
@@ -9,14 +7,13 @@ use uuid::Uuid;
 
 use crate::RepositoryHarness;
 use crate::accounts::{AccountCommand, AccountDecider, AccountRefusal, AccountV1};
-use crate::repository::{Events, Rig};
+use crate::repository::Rig;
 
 fn decider<H: RepositoryHarness>(
     rig: &Rig<H>,
     mode: SnapshotMode,
-) -> DeciderRepository<AccountDecider, Events<H>> {
-    DeciderRepository::<AccountDecider>::builder(Arc::clone(&rig.events))
-        .snapshot_store(Arc::clone(&rig.snapshots))
+) -> DeciderRepository<AccountDecider> {
+    DeciderRepository::<AccountDecider>::builder(rig.stores())
         .strategy(Threshold(1))
         .mode(mode)
         .build()

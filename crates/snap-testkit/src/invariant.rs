@@ -88,8 +88,8 @@ trait Account: snap_core::Aggregate<Event = AccountEvent> + PartialEq + std::fmt
 
 impl<A: snap_core::Aggregate<Event = AccountEvent> + PartialEq + std::fmt::Debug> Account for A {}
 
-async fn step_once<A: Account, E: snap_core::EventStore>(
-    repo: &AggregateRepository<A, E>,
+async fn step_once<A: Account>(
+    repo: &AggregateRepository<A>,
     mut root: AggregateRoot<A>,
     step: usize,
     op: &Op,
@@ -261,8 +261,8 @@ fn invariant<A: Account, H: RepositoryHarness>(harness: &H, name: &str) {
 
 /// Runs the commands through `handle` beside the model, the pure fold of decide and evolve,
 /// and returns the model and its version.
-async fn handle_all<E: snap_core::EventStore>(
-    repo: &DeciderRepository<AccountDecider, E>,
+async fn handle_all(
+    repo: &DeciderRepository<AccountDecider>,
     id: Uuid,
     commands: &[AccountCommand],
 ) -> Result<(AccountV1, u64), TestCaseError> {
@@ -311,9 +311,7 @@ async fn decider_case<H: RepositoryHarness>(
     probes: &[u64],
 ) -> Result<(), TestCaseError> {
     let rig = Rig::open(harness, keep).await;
-    let builder = DeciderRepository::<AccountDecider>::builder(std::sync::Arc::clone(&rig.events))
-        .snapshot_store(std::sync::Arc::clone(&rig.snapshots))
-        .mode(mode);
+    let builder = DeciderRepository::<AccountDecider>::builder(rig.stores()).mode(mode);
     let builder = match when {
         When::Threshold(n) => builder.strategy(Threshold(n)),
         When::Hybrid { min, max, every } => builder.strategy(Hybrid { min, max, every }),

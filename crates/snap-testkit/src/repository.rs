@@ -7,7 +7,7 @@ use std::sync::Arc;
 use snap_core::{Aggregate, AggregateRoot, EventStore, MigrationChain, Snapshot, SnapshotStore};
 use snap_repo::{
     AggregateRepository, BuildError, FallbackReason, RepositoryBuilder, RepositoryError,
-    SnapshotCheck,
+    SnapshotCheck, StorePair,
 };
 use snap_strategy::{Hybrid, Never, ReplayBudget, SnapshotMode, Threshold};
 use uuid::Uuid;
@@ -51,10 +51,14 @@ impl<H: RepositoryHarness> Rig<H> {
         }
     }
 
+    /// Both stores as one backend.
+    pub fn stores(&self) -> StorePair {
+        StorePair::new(Arc::clone(&self.events), Arc::clone(&self.snapshots))
+    }
+
     /// A builder with both stores set.
-    pub fn builder<A: Aggregate>(&self) -> RepositoryBuilder<A, Events<H>> {
-        AggregateRepository::<A>::builder(Arc::clone(&self.events))
-            .snapshot_store(Arc::clone(&self.snapshots))
+    pub fn builder<A: Aggregate>(&self) -> RepositoryBuilder<A> {
+        AggregateRepository::<A>::builder(self.stores())
     }
 
     /// A repository with both stores, a strategy and a mode.
@@ -62,7 +66,7 @@ impl<H: RepositoryHarness> Rig<H> {
         &self,
         strategy: impl snap_strategy::SnapshotStrategy,
         mode: SnapshotMode,
-    ) -> AggregateRepository<A, Events<H>> {
+    ) -> AggregateRepository<A> {
         self.builder::<A>()
             .strategy(strategy)
             .mode(mode)
@@ -71,16 +75,16 @@ impl<H: RepositoryHarness> Rig<H> {
     }
 
     /// A repository without snapshots: the full replay every load must equal.
-    pub fn replay<A: Aggregate>(&self) -> AggregateRepository<A, Events<H>> {
-        AggregateRepository::<A>::builder(Arc::clone(&self.events))
+    pub fn replay<A: Aggregate>(&self) -> AggregateRepository<A> {
+        AggregateRepository::<A>::builder(StorePair::events_only(Arc::clone(&self.events)))
             .build()
             .expect("a valid repository")
     }
 }
 
 /// Records `events` on the root and saves them in one save.
-pub async fn commit<A: Aggregate, E: EventStore>(
-    repo: &AggregateRepository<A, E>,
+pub async fn commit<A: Aggregate>(
+    repo: &AggregateRepository<A>,
     root: &mut AggregateRoot<A>,
     events: impl IntoIterator<Item = A::Event>,
 ) -> u64 {
@@ -91,8 +95,8 @@ pub async fn commit<A: Aggregate, E: EventStore>(
 }
 
 /// Saves each event on its own.
-async fn commit_each<A: Aggregate, E: EventStore>(
-    repo: &AggregateRepository<A, E>,
+async fn commit_each<A: Aggregate>(
+    repo: &AggregateRepository<A>,
     root: &mut AggregateRoot<A>,
     events: impl IntoIterator<Item = A::Event>,
 ) {
@@ -111,7 +115,7 @@ async fn still_pending<F: Future>(future: std::pin::Pin<&mut F>) -> bool {
 /// the count cannot depend on how fast the writes are.
 async fn open_gate_and_wait<A: Aggregate, H: RepositoryHarness>(
     rig: &Rig<H>,
-    repo: &AggregateRepository<A, Events<H>>,
+    repo: &AggregateRepository<A>,
 ) -> usize {
     let mut wait = std::pin::pin!(repo.await_pending_snapshots());
     assert!(
@@ -328,7 +332,7 @@ impl Aggregate for Nameless {
 /// C23: invalid settings fail at `build()`, invalid names at the call, all typed.
 pub async fn invalid_configuration_is_refused<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let refused = |result: Result<AggregateRepository<AccountV1, Events<H>>, BuildError>| {
+    let refused = |result: Result<AggregateRepository<AccountV1>, BuildError>| {
         matches!(result, Err(BuildError::Strategy(_)))
     };
     assert!(refused(
@@ -797,9 +801,10 @@ pub async fn rebuild_snapshots_after_a_schema_bump<H: RepositoryHarness>(h: &H) 
         assert_same_as_replay(&rig, &loaded).await;
     }
     assert_eq!(v2.stats().snapshot_hits, 5);
-    let storeless = AggregateRepository::<AccountV2>::builder(Arc::clone(&rig.events))
-        .build()
-        .unwrap();
+    let storeless =
+        AggregateRepository::<AccountV2>::builder(StorePair::events_only(Arc::clone(&rig.events)))
+            .build()
+            .unwrap();
     assert!(matches!(
         storeless.rebuild_snapshots(10, |_| {}).await,
         Err(RepositoryError::NoSnapshotStore)
@@ -929,9 +934,10 @@ pub async fn manual_mode_and_create_snapshot<H: RepositoryHarness, M: AccountMod
         repo.create_snapshot(&committed).await,
         Err(RepositoryError::Snapshot(_))
     ));
-    let storeless = AggregateRepository::<M>::builder(Arc::clone(&rig.events))
-        .build()
-        .unwrap();
+    let storeless =
+        AggregateRepository::<M>::builder(StorePair::events_only(Arc::clone(&rig.events)))
+            .build()
+            .unwrap();
     assert!(!storeless.has_snapshot_support());
     assert!(matches!(
         storeless.create_snapshot(&committed).await,
