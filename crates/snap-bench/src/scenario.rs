@@ -255,7 +255,13 @@ async fn get_snapshot_rows<S: SnapshotStore>(
 fn repositories<S: SnapshotStore + Clone, E: EventStore + Clone>(
     snapshots: &S,
     event_store: &E,
-) -> Result<(AggregateRepository<BenchAccount>, AggregateRepository<BenchAccount>), String> {
+) -> Result<
+    (
+        AggregateRepository<BenchAccount>,
+        AggregateRepository<BenchAccount>,
+    ),
+    String,
+> {
     let through = AggregateRepository::<BenchAccount>::builder(StorePair::new(
         event_store.clone(),
         snapshots.clone(),

@@ -94,8 +94,8 @@ pub struct RepositoryStats {
     pub conflicts: u64,
     /// Snapshots written (sync, background, manual).
     pub snapshots_written: u64,
-    /// Snapshot writes or captures that failed after the events were committed; the saves
-    /// themselves succeeded.
+    /// Snapshot writes or captures that failed; the saves they belonged to succeeded and
+    /// their events are committed.
     pub snapshot_failures: u64,
     /// Background requests merged into a queued one.
     pub snapshots_coalesced: u64,

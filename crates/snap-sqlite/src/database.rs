@@ -179,6 +179,7 @@ impl SqliteOptions {
                 location: self.location,
                 _keeper: keeper,
             }),
+            keep: 1,
         };
         if self.migrate {
             database.migrate().await?;
@@ -307,6 +308,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct SqliteDatabase {
     inner: Arc<Inner>,
+    /// Snapshot versions kept per aggregate by the stores and the backend of this handle.
+    pub(crate) keep: usize,
 }
 
 impl fmt::Debug for SqliteDatabase {
@@ -317,6 +320,7 @@ impl fmt::Debug for SqliteDatabase {
             .field("blocking", &self.inner.blocking)
             .field("connections", &status.size)
             .field("max_connections", &status.max_size)
+            .field("keep_history", &self.keep)
             .finish_non_exhaustive()
     }
 }
@@ -332,9 +336,19 @@ impl SqliteDatabase {
         SqliteOptions::in_memory().open().await
     }
 
-    /// A snapshot store on this database, keeping the latest snapshot per aggregate.
+    /// This handle keeping the `k` highest snapshot versions per aggregate (the latest is
+    /// always kept, so `0` counts as `1`), as a [`Backend`](snap_core::Backend) and in the
+    /// snapshot stores it makes. Handles share the pool.
+    #[must_use]
+    pub fn keep_history(mut self, k: usize) -> Self {
+        self.keep = k.max(1);
+        self
+    }
+
+    /// A snapshot store on this database, keeping the snapshot versions this handle keeps
+    /// (by default the latest per aggregate).
     pub fn snapshot_store(&self) -> SqliteSnapshotStore {
-        SqliteSnapshotStore::new(self.clone())
+        SqliteSnapshotStore::new(self.clone()).keep_history(self.keep)
     }
 
     /// An event store on this database.

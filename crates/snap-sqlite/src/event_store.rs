@@ -52,7 +52,7 @@ impl SqliteEventStore {
     }
 }
 
-fn current_version(
+pub(crate) fn current_version(
     connection: &Connection,
     aggregate_type: &str,
     id: &str,
@@ -64,7 +64,7 @@ fn current_version(
 }
 
 /// Events a load reads on the caller's path before it hands the rest to a reader thread.
-const FIRST_PAGE: usize = 256;
+pub(crate) const FIRST_PAGE: usize = 256;
 /// Events per batch handed from the reader thread to the sink.
 const BATCH: usize = 1_024;
 /// Batches the reader thread may run ahead of the sink.
@@ -77,20 +77,25 @@ const LOAD: &str =
 
 /// The events a load reads: `from < version <= to` of one stream.
 #[derive(Debug, Clone)]
-struct Range {
-    aggregate_id: Uuid,
-    aggregate_type: String,
-    from: i64,
-    to: i64,
+pub(crate) struct Range {
+    pub(crate) aggregate_id: Uuid,
+    pub(crate) aggregate_type: String,
+    pub(crate) from: i64,
+    pub(crate) to: i64,
 }
 
+/// Turns one row of [`LOAD`] into what a read hands over.
+pub(crate) type RowDecoder<T> = fn(&Range, &Row<'_>) -> Result<T, EventStoreError>;
+
 impl Range {
-    /// Reads at most `limit` events in order into `emit`, until it breaks.
-    fn read(
+    /// Reads at most `limit` events in order, decoded by `decode`, into `emit`, until it
+    /// breaks.
+    pub(crate) fn read<T>(
         &self,
         connection: &Connection,
         limit: usize,
-        emit: &mut dyn FnMut(RecordedEvent) -> ControlFlow<()>,
+        decode: RowDecoder<T>,
+        emit: &mut dyn FnMut(T) -> ControlFlow<()>,
     ) -> Result<(), EventStoreError> {
         let mut statement = connection
             .prepare_cached(LOAD)
@@ -106,26 +111,25 @@ impl Range {
             ])
             .map_err(|e| sqlite_error(e, "load"))?;
         while let Some(row) = rows.next().map_err(|e| sqlite_error(e, "load"))? {
-            if emit(decode(self.aggregate_id, &self.aggregate_type, row)?).is_break() {
+            if emit(decode(self, row)?).is_break() {
                 break;
             }
         }
         Ok(())
     }
-}
 
-impl Range {
     /// Reads the whole range and hands it to `hand` in batches of [`BATCH`] events (the last
     /// may be shorter), until `hand` breaks. On a read error the events of the unfinished
     /// batch are not handed over.
-    fn read_batches(
+    fn read_batches<T>(
         &self,
         connection: &Connection,
-        hand: &mut dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()>,
+        decode: RowDecoder<T>,
+        hand: &mut dyn FnMut(Vec<T>) -> ControlFlow<()>,
     ) -> Result<(), EventStoreError> {
         let mut batch = Vec::with_capacity(BATCH);
         let mut stopped = false;
-        self.read(connection, usize::MAX, &mut |event| {
+        self.read(connection, usize::MAX, decode, &mut |event| {
             batch.push(event);
             if batch.len() == BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -143,46 +147,45 @@ impl Range {
     }
 }
 
-impl SqliteEventStore {
-    /// Reads `range` on a blocking thread and hands it to `sink` in batches through a bounded
-    /// channel, so the rows of the next batch are decoded while the sink works on this one.
-    async fn stream(
-        &self,
-        range: Range,
-        sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
-    ) -> Result<(), EventStoreError> {
-        let connection = self.database.connection().await?;
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No tokio runtime to read on in parallel (another executor drives this future):
-            // read here and hand each batch to the sink as it fills.
-            return range.read_batches(&connection, sink);
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
-        let reader = move || {
-            let read = range.read_batches(&connection, &mut |batch| {
-                if tx.blocking_send(Ok(batch)).is_err() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            });
-            if let Err(e) = read {
-                let _ = tx.blocking_send(Err(e));
+/// Reads `range` on a blocking thread and hands it to `sink` in batches through a bounded
+/// channel, so the rows of the next batch are decoded while the sink works on this one.
+pub(crate) async fn stream<T: Send + 'static>(
+    database: &SqliteDatabase,
+    range: Range,
+    decode: RowDecoder<T>,
+    sink: &mut (dyn FnMut(Vec<T>) -> ControlFlow<()> + Send),
+) -> Result<(), EventStoreError> {
+    let connection = database.connection().await?;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No tokio runtime to read on in parallel (another executor drives this future):
+        // read here and hand each batch to the sink as it fills.
+        return range.read_batches(&connection, decode, sink);
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+    let reader = move || {
+        let read = range.read_batches(&connection, decode, &mut |batch| {
+            if tx.blocking_send(Ok(batch)).is_err() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
             }
-        };
-        let handle = runtime.spawn_blocking(reader);
-        while let Some(batch) = rx.recv().await {
-            if sink(batch?).is_break() {
-                break;
-            }
+        });
+        if let Err(e) = read {
+            let _ = tx.blocking_send(Err(e));
         }
-        drop(rx);
-        handle.await.map_err(|e| {
-            EventStoreError::from(
-                snap_core::BackendError::new("sqlite", e).context("event reader thread failed"),
-            )
-        })
+    };
+    let handle = runtime.spawn_blocking(reader);
+    while let Some(batch) = rx.recv().await {
+        if sink(batch?).is_break() {
+            break;
+        }
     }
+    drop(rx);
+    handle.await.map_err(|e| {
+        EventStoreError::from(
+            snap_core::BackendError::new("sqlite", e).context("event reader thread failed"),
+        )
+    })
 }
 
 /// One event ready for the INSERT: JSON already rendered on the async side.
@@ -193,7 +196,89 @@ struct EncodedEvent {
     metadata: String,
 }
 
-fn decode(id: Uuid, aggregate_type: &str, row: &Row<'_>) -> Result<RecordedEvent, EventStoreError> {
+/// An append, checked and encoded on the async side, to run inside a write transaction.
+pub(crate) struct Append {
+    aggregate_id: Uuid,
+    aggregate_type: String,
+    expected_version: u64,
+    events: Vec<EncodedEvent>,
+    recorded_at: i64,
+}
+
+impl Append {
+    /// Checks the input and renders the events' JSON.
+    pub(crate) fn new(
+        aggregate_id: Uuid,
+        aggregate_type: &str,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Self, EventStoreError> {
+        validate::append(aggregate_type, expected_version, &events)?;
+        Ok(Self {
+            aggregate_id,
+            aggregate_type: aggregate_type.to_owned(),
+            expected_version,
+            events: events
+                .into_iter()
+                .map(|e| EncodedEvent {
+                    event_id: e.event_id.hyphenated().to_string(),
+                    event_type: e.event_type,
+                    payload: json_to_sql(&e.payload),
+                    metadata: json_to_sql(&e.metadata),
+                })
+                .collect(),
+            recorded_at: timestamp_to_sql(now()),
+        })
+    }
+
+    /// Checks the version and inserts the events on `tx`, a transaction that holds the write
+    /// lock (IMMEDIATE), so no other writer can slip in between the check and the inserts; the
+    /// primary key is the backstop. Returns the stream's new version.
+    pub(crate) fn insert(&self, tx: &Connection) -> Result<u64, EventStoreError> {
+        let id = self.aggregate_id.hyphenated().to_string();
+        let conflict = |actual| EventStoreError::Concurrency {
+            aggregate_id: self.aggregate_id,
+            aggregate_type: self.aggregate_type.clone(),
+            expected: self.expected_version,
+            actual,
+        };
+        let current = current_version(tx, &self.aggregate_type, &id)
+            .map_err(|e| sqlite_error(e, "append: read version"))?;
+        if current != self.expected_version {
+            return Err(conflict(current));
+        }
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO events (aggregate_type, aggregate_id, version, event_id, event_type, payload, metadata, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(|e| sqlite_error(e, "prepare append"))?;
+        for (event, version) in self.events.iter().zip(self.expected_version + 1..) {
+            let inserted = insert.execute(params![
+                self.aggregate_type,
+                id,
+                version_to_sql(version),
+                event.event_id,
+                event.event_type,
+                event.payload,
+                event.metadata,
+                self.recorded_at,
+            ]);
+            match inserted {
+                Ok(_) => {}
+                Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    return Err(conflict(version - 1));
+                }
+                Err(e) => return Err(sqlite_error(e, "append").into()),
+            }
+        }
+        Ok(self.expected_version + self.events.len() as u64)
+    }
+}
+
+/// A row as a [`RecordedEvent`], its JSON parsed.
+fn recorded(range: &Range, row: &Row<'_>) -> Result<RecordedEvent, EventStoreError> {
+    let (id, aggregate_type) = (range.aggregate_id, range.aggregate_type.as_str());
     let version = row
         .get_ref(0)
         .ok()
@@ -231,65 +316,14 @@ impl EventStore for SqliteEventStore {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<u64, EventStoreError> {
-        validate::append(aggregate_type, expected_version, &events)?;
-        let encoded: Vec<EncodedEvent> = events
-            .into_iter()
-            .map(|e| EncodedEvent {
-                event_id: e.event_id.hyphenated().to_string(),
-                event_type: e.event_type,
-                payload: json_to_sql(&e.payload),
-                metadata: json_to_sql(&e.metadata),
-            })
-            .collect();
-        let aggregate_type = aggregate_type.to_owned();
-        let recorded_at = timestamp_to_sql(now());
+        let append = Append::new(aggregate_id, aggregate_type, expected_version, events)?;
         self.run(move |connection| {
-            let id = aggregate_id.hyphenated().to_string();
-            let conflict = |actual| EventStoreError::Concurrency {
-                aggregate_id,
-                aggregate_type: aggregate_type.clone(),
-                expected: expected_version,
-                actual,
-            };
-            // IMMEDIATE takes the write lock before the version check, so no other writer can
-            // slip in between the check and the inserts; the primary key is the backstop.
             let tx = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| sqlite_error(e, "begin append"))?;
-            let current = current_version(&tx, &aggregate_type, &id)
-                .map_err(|e| sqlite_error(e, "append: read version"))?;
-            if current != expected_version {
-                return Err(conflict(current));
-            }
-            {
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT INTO events (aggregate_type, aggregate_id, version, event_id, event_type, payload, metadata, recorded_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )
-                    .map_err(|e| sqlite_error(e, "prepare append"))?;
-                for (event, version) in encoded.iter().zip(expected_version + 1..) {
-                    let inserted = insert.execute(params![
-                        aggregate_type,
-                        id,
-                        version_to_sql(version),
-                        event.event_id,
-                        event.event_type,
-                        event.payload,
-                        event.metadata,
-                        recorded_at,
-                    ]);
-                    match inserted {
-                        Ok(_) => {}
-                        Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                            return Err(conflict(version - 1));
-                        }
-                        Err(e) => return Err(sqlite_error(e, "append").into()),
-                    }
-                }
-            }
+            let version = append.insert(&tx)?;
             tx.commit().map_err(|e| sqlite_error(e, "commit append"))?;
-            Ok(expected_version + encoded.len() as u64)
+            Ok(version)
         })
         .await
     }
@@ -329,7 +363,7 @@ impl EventStore for SqliteEventStore {
             let range = range.clone();
             self.run(move |connection| {
                 let mut page = Vec::new();
-                range.read(connection, FIRST_PAGE, &mut |event| {
+                range.read(connection, FIRST_PAGE, recorded, &mut |event| {
                     page.push(event);
                     ControlFlow::Continue(())
                 })?;
@@ -348,7 +382,7 @@ impl EventStore for SqliteEventStore {
             from: version_to_sql(last),
             ..range
         };
-        self.stream(rest, sink).await
+        stream(&self.database, rest, recorded, sink).await
     }
     async fn current_version(
         &self,

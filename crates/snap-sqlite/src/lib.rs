@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod codec;
 mod database;
 mod error;

@@ -11,7 +11,7 @@ use crate::codec::{
 };
 use crate::error::sqlite_error;
 
-const GET_AT: &str = "SELECT version, schema_version, state, created_at FROM snapshots
+pub(crate) const GET_AT: &str = "SELECT version, schema_version, state, created_at FROM snapshots
      WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version <= ?3
      ORDER BY version DESC LIMIT 1";
 
@@ -86,6 +86,69 @@ impl SqliteSnapshotStore {
     }
 }
 
+/// A snapshot save, checked and encoded on the async side, to run inside a write transaction.
+pub(crate) struct SnapshotWrite {
+    aggregate_type: String,
+    id: String,
+    version: i64,
+    schema_version: i64,
+    state: String,
+    created_at: i64,
+    keep: i64,
+}
+
+impl SnapshotWrite {
+    /// Checks the snapshot and renders its state; `keep` versions are retained.
+    pub(crate) fn new(snapshot: &Snapshot, keep: usize) -> Result<Self, SnapshotError> {
+        validate::snapshot(snapshot)?;
+        Ok(Self {
+            aggregate_type: snapshot.aggregate_type.clone(),
+            id: snapshot.aggregate_id.hyphenated().to_string(),
+            version: version_to_sql(snapshot.version),
+            schema_version: i64::from(snapshot.schema_version),
+            state: json_to_sql(&snapshot.state),
+            created_at: timestamp_to_sql(normalize_timestamp(snapshot.created_at)),
+            keep: i64::try_from(keep).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// Upserts the snapshot unless a higher version is stored, then trims the history, on
+    /// `tx`, which holds the write lock.
+    pub(crate) fn upsert(&self, tx: &Connection) -> Result<(), (rusqlite::Error, &'static str)> {
+        tx.prepare_cached(
+            "INSERT INTO snapshots (aggregate_type, aggregate_id, version, schema_version, state, created_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6
+             WHERE NOT EXISTS (SELECT 1 FROM snapshots
+                               WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version > ?3)
+             ON CONFLICT (aggregate_type, aggregate_id, version) DO UPDATE SET
+                 schema_version = excluded.schema_version,
+                 state = excluded.state,
+                 created_at = excluded.created_at",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                self.aggregate_type,
+                self.id,
+                self.version,
+                self.schema_version,
+                self.state,
+                self.created_at
+            ])
+        })
+        .map_err(|e| (e, "save_snapshot"))?;
+        tx.prepare_cached(
+            "DELETE FROM snapshots
+             WHERE aggregate_type = ?1 AND aggregate_id = ?2
+               AND version <= (SELECT version FROM snapshots
+                               WHERE aggregate_type = ?1 AND aggregate_id = ?2
+                               ORDER BY version DESC LIMIT 1 OFFSET ?3)",
+        )
+        .and_then(|mut s| s.execute(params![self.aggregate_type, self.id, self.keep]))
+        .map_err(|e| (e, "trim snapshot history"))?;
+        Ok(())
+    }
+}
+
 fn decode(id: Uuid, aggregate_type: String, row: &Row<'_>) -> Result<Snapshot, SnapshotError> {
     let fields = (|| -> Result<_, BoxError> {
         Ok((
@@ -106,7 +169,7 @@ fn decode(id: Uuid, aggregate_type: String, row: &Row<'_>) -> Result<Snapshot, S
     }
 }
 
-fn query_one(
+pub(crate) fn query_one(
     connection: &Connection,
     sql: &str,
     id: Uuid,
@@ -133,14 +196,7 @@ fn query_one(
 #[async_trait]
 impl SnapshotStore for SqliteSnapshotStore {
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
-        validate::snapshot(snapshot)?;
-        let aggregate_type = snapshot.aggregate_type.clone();
-        let id = snapshot.aggregate_id.hyphenated().to_string();
-        let version = version_to_sql(snapshot.version);
-        let schema_version = i64::from(snapshot.schema_version);
-        let state = json_to_sql(&snapshot.state);
-        let created_at = timestamp_to_sql(normalize_timestamp(snapshot.created_at));
-        let keep = i64::try_from(self.keep).unwrap_or(i64::MAX);
+        let write = SnapshotWrite::new(snapshot, self.keep)?;
         let written = self
             .database
             .run_write(move |connection| {
@@ -149,27 +205,7 @@ impl SnapshotStore for SqliteSnapshotStore {
                 let tx = connection
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(|e| (e, "begin save_snapshot"))?;
-                tx.prepare_cached(
-                    "INSERT INTO snapshots (aggregate_type, aggregate_id, version, schema_version, state, created_at)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6
-                     WHERE NOT EXISTS (SELECT 1 FROM snapshots
-                                       WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version > ?3)
-                     ON CONFLICT (aggregate_type, aggregate_id, version) DO UPDATE SET
-                         schema_version = excluded.schema_version,
-                         state = excluded.state,
-                         created_at = excluded.created_at",
-                )
-                .and_then(|mut s| s.execute(params![aggregate_type, id, version, schema_version, state, created_at]))
-                .map_err(|e| (e, "save_snapshot"))?;
-                tx.prepare_cached(
-                    "DELETE FROM snapshots
-                     WHERE aggregate_type = ?1 AND aggregate_id = ?2
-                       AND version <= (SELECT version FROM snapshots
-                                       WHERE aggregate_type = ?1 AND aggregate_id = ?2
-                                       ORDER BY version DESC LIMIT 1 OFFSET ?3)",
-                )
-                .and_then(|mut s| s.execute(params![aggregate_type, id, keep]))
-                .map_err(|e| (e, "trim snapshot history"))?;
+                write.upsert(&tx)?;
                 tx.commit().map_err(|e| (e, "commit save_snapshot"))
             })
             .await?;

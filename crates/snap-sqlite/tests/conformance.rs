@@ -82,6 +82,17 @@ impl RepositoryHarness for Harness {
             database.snapshot_store().keep_history(keep_history),
         )
     }
+
+    /// The database handle itself, on the same file.
+    fn native(
+        &self,
+        (events, _): &(SqliteEventStore, SqliteSnapshotStore),
+        keep_history: usize,
+    ) -> Option<std::sync::Arc<snap_core::DynBackend>> {
+        Some(std::sync::Arc::new(
+            events.database().clone().keep_history(keep_history),
+        ))
+    }
 }
 
 mod file {
@@ -102,4 +113,22 @@ mod spawn_blocking {
     use super::*;
     snap_testkit::snapshot_store_conformance!(Harness::file(Blocking::SpawnBlocking));
     snap_testkit::event_store_conformance!(Harness::file(Blocking::SpawnBlocking));
+}
+
+/// The repository cases on the database handle as the backend: one read per load, one
+/// transaction per commit.
+mod native {
+    use super::*;
+
+    mod file {
+        use super::*;
+        snap_testkit::repository_conformance!(snap_testkit::Native(Harness::file(Blocking::Auto)));
+    }
+
+    mod spawn_blocking {
+        use super::*;
+        snap_testkit::repository_conformance!(snap_testkit::Native(Harness::file(
+            Blocking::SpawnBlocking
+        )));
+    }
 }

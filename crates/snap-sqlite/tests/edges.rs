@@ -138,3 +138,61 @@ async fn snapshot_timeout_bounds_a_sync_save_on_a_locked_snapshot_database() {
         let _ = std::fs::remove_file(&path);
     }
 }
+
+/// A sync save on the database handle whose snapshot insert fails inside the commit's
+/// transaction (here a trigger refuses it) still commits its events: the snapshot part rolls
+/// back to its savepoint, the failure is counted, and a load equals a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_fails_inside_the_commit_keeps_the_events() {
+    use snap_repo::{AggregateRepository, StorePair};
+    use snap_strategy::{SnapshotMode, Threshold};
+    use snap_testkit::accounts::{AccountEvent, AccountV1};
+
+    let path = temp_file("commit.db");
+    let database = SqliteDatabase::open(&path).await.unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse_snapshots BEFORE INSERT ON snapshots
+             WHEN NEW.version > 1
+             BEGIN SELECT RAISE(ABORT, 'snapshots refused'); END",
+        )
+        .unwrap();
+    let repo = AggregateRepository::<AccountV1>::builder(database.clone())
+        .strategy(Threshold(1))
+        .mode(SnapshotMode::Sync)
+        .build()
+        .unwrap();
+    let id = Uuid::new_v4();
+    let mut root = repo.create_new(id);
+    root.record(AccountEvent::Opened {
+        owner: "ada".into(),
+    });
+    assert_eq!(repo.save(&mut root).await.unwrap(), 1);
+    root.record(AccountEvent::Deposited { amount: 7 });
+    assert_eq!(repo.save(&mut root).await.unwrap(), 2, "the save succeeds");
+
+    let stats = repo.stats();
+    assert_eq!((stats.snapshots_written, stats.snapshot_failures), (1, 1));
+    let events = database.event_store();
+    assert_eq!(events.current_version(id, "Account").await.unwrap(), 2);
+    let snapshot = database
+        .snapshot_store()
+        .get_snapshot(id, "Account")
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshot.map(|s| s.version),
+        Some(1),
+        "the old snapshot stays"
+    );
+    let loaded = repo.load(id).await.unwrap();
+    let replayed = AggregateRepository::<AccountV1>::builder(StorePair::events_only(events))
+        .build()
+        .unwrap()
+        .load(id)
+        .await
+        .unwrap();
+    assert_eq!((loaded.version(), loaded.state()), (2, replayed.state()));
+    let _ = std::fs::remove_file(&path);
+}

@@ -115,11 +115,13 @@ impl<S: SnapshotStore> FaultySnapshotStore<S> {
         self.written().iter().map(|s| s.version).collect()
     }
 
-    async fn read_fault(&self, id: Uuid, aggregate_type: &str) -> Result<(), SnapshotError> {
-        let delay = self.get_delay_ms.load(Ordering::SeqCst);
-        if delay > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-        }
+    /// How long reads stall.
+    pub(crate) fn read_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.get_delay_ms.load(Ordering::SeqCst))
+    }
+
+    /// The fault a read meets after its delay, if any.
+    pub(crate) fn read_error(&self, id: Uuid, aggregate_type: &str) -> Result<(), SnapshotError> {
         if self.fail_gets.load(Ordering::SeqCst) || self.unlucky() {
             return self.inject(SnapshotError::backend("faulty", "injected outage"));
         }
@@ -132,22 +134,41 @@ impl<S: SnapshotStore> FaultySnapshotStore<S> {
         }
         Ok(())
     }
-}
 
-#[async_trait]
-impl<S: SnapshotStore> SnapshotStore for FaultySnapshotStore<S> {
-    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+    async fn read_fault(&self, id: Uuid, aggregate_type: &str) -> Result<(), SnapshotError> {
+        let delay = self.read_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.read_error(id, aggregate_type)
+    }
+
+    /// Waits at the gate, then fails the write if a fault says so.
+    pub(crate) async fn write_fault(&self) -> Result<(), SnapshotError> {
         let mut open = self.open.subscribe();
         // The sender lives in self, so the wait ends when the gate opens.
         let _ = open.wait_for(|open| *open).await;
         if self.fail_saves.load(Ordering::SeqCst) || self.unlucky() {
             return self.inject(SnapshotError::backend("faulty", "injected write failure"));
         }
-        self.inner.save_snapshot(snapshot).await?;
+        Ok(())
+    }
+
+    /// Logs a snapshot as written.
+    pub(crate) fn note_written(&self, snapshot: &Snapshot) {
         self.written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(snapshot.clone());
+    }
+}
+
+#[async_trait]
+impl<S: SnapshotStore> SnapshotStore for FaultySnapshotStore<S> {
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+        self.write_fault().await?;
+        self.inner.save_snapshot(snapshot).await?;
+        self.note_written(snapshot);
         Ok(())
     }
 
@@ -228,15 +249,33 @@ impl<E: EventStore> RecordingEventStore<E> {
         self.hidden_through.store(version, Ordering::SeqCst);
     }
 
-    fn record_load(&self, from_version: u64, to_version: Option<u64>) {
+    pub(crate) fn record_load(&self, from_version: u64, to_version: Option<u64>) {
         self.loads
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((from_version, to_version));
     }
 
-    fn hidden(&self) -> u64 {
+    pub(crate) fn hidden(&self) -> u64 {
         self.hidden_through.load(Ordering::SeqCst)
+    }
+
+    /// Counts an append and holds it as [`hold_appends`](Self::hold_appends) says.
+    pub(crate) async fn enter_append(&self) {
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(barrier) = held
+            && barrier.wait().await.is_leader()
+        {
+            *self
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
     }
 
     /// How many appends were called so far, whatever their outcome.
@@ -262,20 +301,7 @@ impl<E: EventStore> EventStore for RecordingEventStore<E> {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<u64, EventStoreError> {
-        self.appends.fetch_add(1, Ordering::SeqCst);
-        let held = self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let Some(barrier) = held
-            && barrier.wait().await.is_leader()
-        {
-            *self
-                .held
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-        }
+        self.enter_append().await;
         self.inner
             .append(aggregate_id, aggregate_type, expected_version, events)
             .await

@@ -48,6 +48,7 @@ use snap_core::{EventStore, SnapshotStore};
 
 pub mod accounts;
 pub mod admin;
+pub mod backend;
 pub mod decider;
 pub mod event_store;
 pub mod faults;
@@ -56,6 +57,7 @@ pub mod hardening;
 mod hostile;
 mod invariant;
 mod model;
+mod native;
 pub mod repository;
 pub mod snapshot_store;
 
@@ -65,6 +67,7 @@ pub use invariant::{
     repository_matches_full_replay,
 };
 pub use model::{event_store_matches_model, snapshot_store_matches_model};
+pub use native::{FaultyBackend, Native};
 #[doc(hidden)]
 pub use snap_core;
 
@@ -122,6 +125,24 @@ pub trait RepositoryHarness: Send + Sync {
         &self,
         keep_history: usize,
     ) -> impl Future<Output = (Self::Events, Self::Snapshots)> + Send;
+
+    /// The backend's own [`Backend`](snap_core::Backend) on the data of `stores` (as `open`
+    /// returned them), keeping `keep_history` snapshots per aggregate; `None` (the default)
+    /// when the backend has none. [`Native`] runs the cases on it.
+    fn native(
+        &self,
+        stores: &(Self::Events, Self::Snapshots),
+        keep_history: usize,
+    ) -> Option<std::sync::Arc<snap_core::DynBackend>> {
+        let _ = (stores, keep_history);
+        None
+    }
+
+    /// Whether the cases run on [`native`](Self::native) rather than on the pair of stores;
+    /// [`Native`] says yes.
+    fn use_native(&self) -> bool {
+        false
+    }
 
     /// Why the backend cannot be tested here, or `None`; see
     /// [`SnapshotStoreHarness::unavailable`].
@@ -298,6 +319,11 @@ macro_rules! repository_conformance {
             decider_rejected_command_appends_nothing,
             decider_concurrent_handles_both_succeed,
             decider_command_to_a_closed_account_is_refused_at_once,
+        );
+
+        $crate::__async_cases!(backend, RepositoryHarness, $harness;
+            a_load_during_appends_equals_a_replay_at_its_version,
+            a_failing_snapshot_in_the_commit_keeps_the_events,
         );
 
         $crate::__async_cases!(hardening, RepositoryHarness, $harness;

@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use snap_core::{Aggregate, AggregateRoot, EventStore, MigrationChain, Snapshot, SnapshotStore};
+use snap_core::{
+    Aggregate, AggregateRoot, DynBackend, EventStore, MigrationChain, Snapshot, SnapshotStore,
+};
 use snap_repo::{
     AggregateRepository, BuildError, FallbackReason, RepositoryBuilder, RepositoryError,
     SnapshotCheck, StorePair,
@@ -12,12 +14,12 @@ use snap_repo::{
 use snap_strategy::{Hybrid, Never, ReplayBudget, SnapshotMode, Threshold};
 use uuid::Uuid;
 
-use crate::RepositoryHarness;
 use crate::accounts::{
     AccountEvent, AccountModel, AccountV1, AccountV2, AccountV3, DriftedAccount, failing_to_v2,
     history, to_v2, to_v3,
 };
 use crate::faults::{FaultySnapshotStore, RecordingEventStore};
+use crate::{FaultyBackend, RepositoryHarness};
 
 /// The event store every case uses: the backend's, recording its loads.
 pub type Events<H> = Arc<RecordingEventStore<<H as RepositoryHarness>::Events>>;
@@ -30,6 +32,8 @@ pub struct Rig<H: RepositoryHarness> {
     pub events: Events<H>,
     /// The snapshot store.
     pub snapshots: Snapshots<H>,
+    /// The backend's own `Backend`, when the cases run on it ([`crate::Native`]).
+    pub native: Option<Arc<DynBackend>>,
 }
 
 impl<H: RepositoryHarness> std::fmt::Debug for Rig<H> {
@@ -37,6 +41,7 @@ impl<H: RepositoryHarness> std::fmt::Debug for Rig<H> {
         f.debug_struct("Rig")
             .field("events", &self.events)
             .field("snapshots", &self.snapshots)
+            .field("native", &self.native)
             .finish()
     }
 }
@@ -44,16 +49,36 @@ impl<H: RepositoryHarness> std::fmt::Debug for Rig<H> {
 impl<H: RepositoryHarness> Rig<H> {
     /// Fresh stores keeping `keep_history` snapshots per aggregate.
     pub async fn open(harness: &H, keep_history: usize) -> Self {
-        let (events, snapshots) = harness.open(keep_history).await;
+        let stores = harness.open(keep_history).await;
+        let native = if harness.use_native() {
+            let native = harness.native(&stores, keep_history);
+            assert!(native.is_some(), "the harness has no native backend");
+            native
+        } else {
+            None
+        };
+        let (events, snapshots) = stores;
         Self {
             events: Arc::new(RecordingEventStore::new(events)),
             snapshots: Arc::new(FaultySnapshotStore::new(snapshots)),
+            native,
         }
     }
 
-    /// Both stores as one backend.
-    pub fn stores(&self) -> StorePair {
-        StorePair::new(Arc::clone(&self.events), Arc::clone(&self.snapshots))
+    /// The backend the repositories use: the backend's own behind the faults, or both stores
+    /// as a [`StorePair`].
+    pub fn stores(&self) -> Arc<DynBackend> {
+        match &self.native {
+            Some(native) => Arc::new(FaultyBackend::new(
+                Arc::clone(native),
+                Arc::clone(&self.events),
+                Arc::clone(&self.snapshots),
+            )),
+            None => Arc::new(StorePair::new(
+                Arc::clone(&self.events),
+                Arc::clone(&self.snapshots),
+            )),
+        }
     }
 
     /// A builder with both stores set.

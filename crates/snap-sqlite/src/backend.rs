@@ -1,0 +1,250 @@
+//! [`Backend`] on a [`SqliteDatabase`]: a load is one pooled connection and one read
+//! transaction; a commit is one write transaction, its snapshot under a savepoint.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use rusqlite::{Connection, Row, TransactionBehavior};
+use snap_core::{
+    Backend, BoxError, Commit, Committed, DynEventStore, DynSnapshotStore, EventStoreError,
+    LoadRequest, LoadSink, Loaded, Payload, Snapshot, SnapshotError, SnapshotRead,
+    SnapshotWrite as Written, StoredEvent, async_trait, validate,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::SqliteDatabase;
+use crate::codec::{timestamp_from_sql, uuid_from_sql, version_from_sql, version_to_sql};
+use crate::error::sqlite_error;
+use crate::event_store::{Append, FIRST_PAGE, Range, current_version, stream};
+use crate::snapshot_store::{GET_AT, SnapshotWrite, query_one};
+
+/// An event row as read, its JSON left as text for the sink to decode once.
+struct RawEvent {
+    version: u64,
+    event_id: Uuid,
+    event_type: String,
+    payload: String,
+    metadata: String,
+    recorded_at: OffsetDateTime,
+}
+
+impl RawEvent {
+    fn stored(&self) -> StoredEvent<'_> {
+        StoredEvent::new(
+            self.version,
+            self.event_id,
+            &self.event_type,
+            Payload::Text(&self.payload),
+            Payload::Text(&self.metadata),
+            self.recorded_at,
+        )
+    }
+}
+
+fn text(value: rusqlite::types::ValueRef<'_>) -> Result<String, BoxError> {
+    Ok(std::str::from_utf8(value.as_bytes()?)?.to_owned())
+}
+
+fn raw(range: &Range, row: &Row<'_>) -> Result<RawEvent, EventStoreError> {
+    let fields = (|| -> Result<RawEvent, BoxError> {
+        Ok(RawEvent {
+            version: version_from_sql(row.get_ref(0)?)?,
+            event_id: uuid_from_sql(row.get_ref(1)?)?,
+            event_type: text(row.get_ref(2)?)?,
+            payload: text(row.get_ref(3)?)?,
+            metadata: text(row.get_ref(4)?)?,
+            recorded_at: timestamp_from_sql(row.get_ref(5)?)?,
+        })
+    })();
+    fields.map_err(|source| EventStoreError::Deserialization {
+        aggregate_id: range.aggregate_id,
+        aggregate_type: range.aggregate_type.clone(),
+        version: row
+            .get_ref(0)
+            .ok()
+            .and_then(|v| version_from_sql(v).ok())
+            .unwrap_or(0),
+        source,
+    })
+}
+
+/// What the first read of a load returns: the snapshot, the first page of events after it and,
+/// when there are none, the stream's head.
+struct FirstRead {
+    snapshot: Option<Result<Option<Snapshot>, SnapshotError>>,
+    page: Vec<RawEvent>,
+    head: u64,
+}
+
+/// Reads the first page of `range` and, when it is empty, the stream's head.
+fn first_page(
+    connection: &Connection,
+    range: &Range,
+) -> Result<(Vec<RawEvent>, u64), EventStoreError> {
+    let mut page = Vec::new();
+    if range.from < range.to {
+        range.read(connection, FIRST_PAGE, raw, &mut |event| {
+            page.push(event);
+            ControlFlow::Continue(())
+        })?;
+    }
+    let head = match page.last() {
+        Some(last) => last.version,
+        None => current_version(
+            connection,
+            &range.aggregate_type,
+            &range.aggregate_id.hyphenated().to_string(),
+        )
+        .map_err(|e| sqlite_error(e, "load: read head"))?,
+    };
+    Ok((page, head))
+}
+
+impl SqliteDatabase {
+    /// The first page of events in `from < version <= to`, and the head, in one call.
+    async fn page(&self, range: Range) -> Result<(Vec<RawEvent>, u64), EventStoreError> {
+        self.run(move |connection| first_page(connection, &range))
+            .await?
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteDatabase {
+    async fn load(
+        &self,
+        request: &LoadRequest<'_>,
+        sink: &mut dyn LoadSink,
+    ) -> Result<Loaded, EventStoreError> {
+        validate::aggregate_type(request.aggregate_type)?;
+        let through = request.through_snapshot;
+        let up_to = request.up_to;
+        let mut range = Range {
+            aggregate_id: request.aggregate_id,
+            aggregate_type: request.aggregate_type.to_owned(),
+            from: 0,
+            to: version_to_sql(up_to.unwrap_or(u64::MAX)),
+        };
+        let first = {
+            let mut range = range.clone();
+            self.run(move |connection| -> Result<FirstRead, EventStoreError> {
+                // One read transaction: the snapshot and the events are one view of the file.
+                let tx = connection
+                    .transaction()
+                    .map_err(|e| sqlite_error(e, "begin load"))?;
+                let snapshot = through.then(|| {
+                    query_one(
+                        &tx,
+                        GET_AT,
+                        range.aggregate_id,
+                        range.aggregate_type.clone(),
+                        range.to,
+                    )
+                });
+                if let Some(Ok(Some(found))) = &snapshot {
+                    range.from = version_to_sql(found.version);
+                }
+                let (page, head) = first_page(&tx, &range)?;
+                Ok(FirstRead {
+                    snapshot,
+                    page,
+                    head,
+                })
+            })
+            .await??
+        };
+        let (mut page, mut head) = (first.page, first.head);
+        if let Some(snapshot) = first.snapshot {
+            let from = snapshot
+                .as_ref()
+                .ok()
+                .and_then(Option::as_ref)
+                .map_or(0, |found| found.version);
+            let read = match snapshot {
+                Ok(Some(found)) => SnapshotRead::Found(found),
+                Ok(None) => SnapshotRead::Missing,
+                Err(error) => SnapshotRead::Failed(error),
+            };
+            if sink.snapshot(read) {
+                range.from = version_to_sql(from);
+            } else if from > 0 {
+                // The sink replays the whole stream instead: read it from the start.
+                (page, head) = self.page(range.clone()).await?;
+            }
+        }
+        let full = page.len() == FIRST_PAGE;
+        let mut last = None;
+        for event in &page {
+            last = Some(event.version);
+            if sink.event(&event.stored()).is_break() {
+                return Ok(Loaded::new(event.version));
+            }
+        }
+        if let (true, Some(version)) = (full, last) {
+            range.from = version_to_sql(version);
+            stream(self, range, raw, &mut |batch| {
+                for event in &batch {
+                    last = Some(event.version);
+                    if sink.event(&event.stored()).is_break() {
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            })
+            .await?;
+        }
+        let version = last.unwrap_or_else(|| up_to.map_or(head, |up_to| head.min(up_to)));
+        Ok(Loaded::new(version))
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<Committed, EventStoreError> {
+        let append = Append::new(
+            commit.aggregate_id,
+            &commit.aggregate_type,
+            commit.expected_version,
+            commit.events,
+        )?;
+        let (snapshot, refused) = match commit.snapshot.map(|s| SnapshotWrite::new(&s, self.keep)) {
+            Some(Ok(write)) => (Some(write), None),
+            Some(Err(error)) => (None, Some(error)),
+            None => (None, None),
+        };
+        let (version, written) = self
+            .run(move |connection| -> Result<_, EventStoreError> {
+                let mut tx = connection
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(|e| sqlite_error(e, "begin commit"))?;
+                let version = append.insert(&tx)?;
+                let written = snapshot.map(|write| {
+                    // A failing snapshot rolls back to here; the events still commit.
+                    let savepoint = tx
+                        .savepoint()
+                        .map_err(|e| (e, "savepoint before the snapshot"))?;
+                    write.upsert(&savepoint)?;
+                    savepoint
+                        .commit()
+                        .map_err(|e| (e, "release the snapshot savepoint"))
+                });
+                tx.commit().map_err(|e| sqlite_error(e, "commit"))?;
+                Ok((version, written))
+            })
+            .await??;
+        let written = match (written, refused) {
+            (Some(Ok(())), _) => Written::Written,
+            (Some(Err((error, context))), _) => {
+                Written::Failed(SnapshotError::from(sqlite_error(error, context)))
+            }
+            (None, Some(error)) => Written::Failed(error),
+            (None, None) => Written::NotAsked,
+        };
+        Ok(Committed::new(version, written))
+    }
+
+    fn event_store(&self) -> Arc<DynEventStore> {
+        Arc::new(SqliteDatabase::event_store(self))
+    }
+
+    fn snapshot_store(&self) -> Option<Arc<DynSnapshotStore>> {
+        Some(Arc::new(SqliteDatabase::snapshot_store(self)))
+    }
+}
