@@ -147,6 +147,7 @@ impl PostgresOptions {
 pub(crate) struct Sql {
     pub(crate) snapshots: SnapshotSql,
     pub(crate) events: EventSql,
+    pub(crate) backend: crate::backend::BackendSql,
 }
 
 /// Statements of the snapshot store.
@@ -179,7 +180,7 @@ pub(crate) struct EventSql {
     pub(crate) event_id_at: SqlStr,
 }
 
-fn sql(text: String) -> SqlStr {
+pub(crate) fn sql(text: String) -> SqlStr {
     // Every statement is built from fixed text and a schema name checked by
     // validate_schema_name; values are always bound parameters.
     sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(Arc::<str>::from(text)))
@@ -193,6 +194,7 @@ impl Sql {
         Self {
             snapshots: SnapshotSql::new(&s),
             events: EventSql::new(&s),
+            backend: crate::backend::BackendSql::new(&s, KEY),
         }
     }
 }
@@ -371,6 +373,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct PostgresDatabase {
     inner: Arc<Inner>,
+    /// Snapshot versions kept per aggregate by the stores and the backend of this handle.
+    pub(crate) keep: usize,
 }
 
 impl fmt::Debug for PostgresDatabase {
@@ -379,6 +383,7 @@ impl fmt::Debug for PostgresDatabase {
             .field("schema", &self.inner.schema)
             .field("connections", &self.inner.pool.size())
             .field("idle", &self.inner.pool.num_idle())
+            .field("keep_history", &self.keep)
             .finish_non_exhaustive()
     }
 }
@@ -410,12 +415,23 @@ impl PostgresDatabase {
                 schema: schema.to_owned(),
                 sql: Sql::new(schema),
             }),
+            keep: 1,
         }
     }
 
-    /// A snapshot store on this database, keeping the latest snapshot per aggregate.
+    /// This handle keeping the `k` highest snapshot versions per aggregate (the latest is
+    /// always kept, so `0` counts as `1`), as a [`Backend`](snap_core::Backend) and in the
+    /// snapshot stores it makes. Handles share the pool.
+    #[must_use]
+    pub fn keep_history(mut self, k: usize) -> Self {
+        self.keep = k.max(1);
+        self
+    }
+
+    /// A snapshot store on this database, keeping the snapshot versions this handle keeps
+    /// (by default the latest per aggregate).
     pub fn snapshot_store(&self) -> PostgresSnapshotStore {
-        PostgresSnapshotStore::from_database(self.clone())
+        PostgresSnapshotStore::from_database(self.clone()).keep_history(self.keep)
     }
 
     /// An event store on this database.

@@ -89,6 +89,46 @@ fn to_i64(version: u64) -> i64 {
     i64::try_from(version).unwrap_or(i64::MAX)
 }
 
+impl PostgresEventStore {
+    /// What an append of `count` events, the first `first`, at `expected_version` came to,
+    /// from the `(head, inserted)` its statement returned or the error it met.
+    pub(crate) async fn settle(
+        &self,
+        (aggregate_id, aggregate_type, expected_version): (Uuid, &str, u64),
+        (count, first): (u64, Uuid),
+        result: Result<(i64, i64), sqlx::Error>,
+    ) -> Result<u64, EventStoreError> {
+        let head = match result {
+            Ok((_, inserted)) if inserted > 0 => return Ok(expected_version + count),
+            // The stream was not at the expected version when the statement began.
+            Ok((head, _)) => u64::try_from(head).unwrap_or(0),
+            // Another transaction inserted the same versions while this one ran.
+            Err(e) if is_unique_violation(&e) => self
+                .head(aggregate_id, aggregate_type)
+                .await
+                .map_err(|e| pg_error(e, "append"))?,
+            Err(e) => return Err(pg_error(e, "append").into()),
+        };
+        // Either way, after a lost reply the other writer may be this append's own earlier
+        // try, which committed: if our first event is in place, the append is done (and other
+        // writers may have appended since).
+        if head >= expected_version + count
+            && self
+                .holds(aggregate_id, aggregate_type, expected_version + 1, first)
+                .await
+                .map_err(|e| pg_error(e, "append"))?
+        {
+            return Ok(head);
+        }
+        Err(EventStoreError::Concurrency {
+            aggregate_id,
+            aggregate_type: aggregate_type.to_owned(),
+            expected: expected_version,
+            actual: head,
+        })
+    }
+}
+
 fn decode(id: Uuid, aggregate_type: &str, row: &PgRow) -> Result<RecordedEvent, EventStoreError> {
     let version: i64 = row.try_get(0).unwrap_or(0);
     let decoded = (|| -> Result<RecordedEvent, BoxError> {
@@ -220,29 +260,12 @@ impl EventStore for PostgresEventStore {
                     .await
             })
             .await;
-        let head = match result {
-            Ok((_, inserted)) if inserted > 0 => return Ok(expected_version + count),
-            // The stream was not at the expected version when the statement began.
-            Ok((head, _)) => u64::try_from(head).unwrap_or(0),
-            // Another transaction inserted the same versions while this one ran.
-            Err(e) if is_unique_violation(&e) => self
-                .head(aggregate_id, aggregate_type)
-                .await
-                .map_err(|e| pg_error(e, "append"))?,
-            Err(e) => return Err(pg_error(e, "append").into()),
-        };
-        // Either way, after a lost reply the other writer may be this append's own earlier
-        // try, which committed: if our first event is in place, the append is done (and other
-        // writers may have appended since).
-        if head >= expected_version + count
-            && self
-                .holds(aggregate_id, aggregate_type, expected_version + 1, first)
-                .await
-                .map_err(|e| pg_error(e, "append"))?
-        {
-            return Ok(head);
-        }
-        Err(conflict(head))
+        self.settle(
+            (aggregate_id, aggregate_type, expected_version),
+            (count, first),
+            result,
+        )
+        .await
     }
 
     async fn load(

@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod database;
 mod error;
 mod event_store;

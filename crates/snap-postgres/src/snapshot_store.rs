@@ -83,63 +83,76 @@ impl PostgresSnapshotStore {
             .transpose()
     }
 
-    /// With history: under a per-aggregate advisory lock, statement by statement (each sees
-    /// what the ones before it wrote): give up if a higher version is stored anywhere, move the
-    /// current latest into the history, drop history rows the new version replaces, write the
-    /// new latest, and trim the history to `keep - 1` rows.
+    /// With history, in a transaction of its own; see [`write_history`].
     async fn save_with_history(
         &self,
         snapshot: &Snapshot,
         row: &Encoded,
     ) -> Result<(), sqlx::Error> {
-        let sql = &self.database.sql().snapshots;
-        let (ty, id) = (&snapshot.aggregate_type, snapshot.aggregate_id);
         let mut connection = self.database.pool().acquire().await?;
         let mut tx = connection.begin().await?;
-        sqlx::query(sql.lock_aggregate.clone())
-            .bind(ty)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let highest: Option<i64> = sqlx::query_scalar(sql.highest_version.clone())
-            .bind(ty)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        if highest.is_some_and(|highest| highest > row.version) {
-            return tx.commit().await;
-        }
-        for statement in [&sql.move_to_history, &sql.drop_history_from] {
-            sqlx::query(statement.clone())
-                .bind(ty)
-                .bind(id)
-                .bind(row.version)
-                .execute(&mut *tx)
-                .await?;
-        }
-        row.bind(sqlx::query(sql.upsert_latest.clone()), snapshot)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql.trim_history.clone())
-            .bind(ty)
-            .bind(id)
-            .bind(i64::try_from(self.keep - 1).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
+        write_history(&self.database, &mut tx, snapshot, row, self.keep).await?;
         tx.commit().await
     }
 }
 
+/// Saves `snapshot` keeping `keep` versions, on `connection`, inside a transaction the caller
+/// commits: under a per-aggregate advisory lock, statement by statement (each sees what the
+/// ones before it wrote), give up if a higher version is stored anywhere, move the current
+/// latest into the history, drop history rows the new version replaces, write the new latest,
+/// and trim the history to `keep - 1` rows.
+pub(crate) async fn write_history(
+    database: &PostgresDatabase,
+    connection: &mut sqlx::PgConnection,
+    snapshot: &Snapshot,
+    row: &Encoded,
+    keep: usize,
+) -> Result<(), sqlx::Error> {
+    let sql = &database.sql().snapshots;
+    let (ty, id) = (&snapshot.aggregate_type, snapshot.aggregate_id);
+    sqlx::query(sql.lock_aggregate.clone())
+        .bind(ty)
+        .bind(id)
+        .execute(&mut *connection)
+        .await?;
+    let highest: Option<i64> = sqlx::query_scalar(sql.highest_version.clone())
+        .bind(ty)
+        .bind(id)
+        .fetch_one(&mut *connection)
+        .await?;
+    if highest.is_some_and(|highest| highest > row.version) {
+        return Ok(());
+    }
+    for statement in [&sql.move_to_history, &sql.drop_history_from] {
+        sqlx::query(statement.clone())
+            .bind(ty)
+            .bind(id)
+            .bind(row.version)
+            .execute(&mut *connection)
+            .await?;
+    }
+    row.bind(sqlx::query(sql.upsert_latest.clone()), snapshot)
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query(sql.trim_history.clone())
+        .bind(ty)
+        .bind(id)
+        .bind(i64::try_from(keep.saturating_sub(1)).unwrap_or(i64::MAX))
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
 /// A snapshot's columns, encoded once and bound on every try.
-struct Encoded {
-    version: i64,
-    schema_version: i64,
-    state: Jsonb,
-    created_at: OffsetDateTime,
+pub(crate) struct Encoded {
+    pub(crate) version: i64,
+    pub(crate) schema_version: i64,
+    pub(crate) state: Jsonb,
+    pub(crate) created_at: OffsetDateTime,
 }
 
 impl Encoded {
-    fn new(snapshot: &Snapshot) -> Self {
+    pub(crate) fn new(snapshot: &Snapshot) -> Self {
         Self {
             version: to_i64(snapshot.version),
             schema_version: i64::from(snapshot.schema_version),
@@ -148,7 +161,7 @@ impl Encoded {
         }
     }
 
-    fn bind<'q>(
+    pub(crate) fn bind<'q>(
         &self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
         snapshot: &'q Snapshot,
@@ -167,7 +180,11 @@ fn to_i64(version: u64) -> i64 {
     i64::try_from(version).unwrap_or(i64::MAX)
 }
 
-fn decode(id: Uuid, aggregate_type: &str, row: &PgRow) -> Result<Snapshot, SnapshotError> {
+pub(crate) fn decode(
+    id: Uuid,
+    aggregate_type: &str,
+    row: &PgRow,
+) -> Result<Snapshot, SnapshotError> {
     let decoded = (|| -> Result<Snapshot, BoxError> {
         let version: i64 = row.try_get(0)?;
         let schema_version: i64 = row.try_get(1)?;

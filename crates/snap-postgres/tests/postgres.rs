@@ -308,30 +308,50 @@ async fn a_hundred_events_append_in_one_statement() {
 /// of a full replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_connections_during_saves_lose_nothing() {
+    saves_survive_terminated_connections("snap-es-test-killed-writer", false).await;
+}
+
+/// The same on the database handle as the backend: the snapshot rides in the append's
+/// statement, so a retried commit meets its own events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_connections_during_native_commits_lose_nothing() {
+    saves_survive_terminated_connections("snap-es-test-killed-committer", true).await;
+}
+
+#[allow(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "a test helper: a failed call fails the test, and the run says what it did"
+)]
+async fn saves_survive_terminated_connections(application: &'static str, native: bool) {
     use snap_repo::{AggregateRepository, RepositoryError, StorePair};
     use snap_strategy::{SnapshotMode, Threshold};
     use snap_testkit::accounts::{AccountEvent, AccountV1};
 
-    const APPLICATION: &str = "snap-es-test-killed-writer";
     let harness = PgHarness::new();
     if harness.is_unavailable() {
         return;
     }
     let database = harness
         .options()
-        .application_name(APPLICATION)
+        .application_name(application)
         .max_connections(3)
         .connect()
         .await
         .unwrap();
-    let repo = AggregateRepository::<AccountV1>::builder(StorePair::new(
-        database.event_store(),
-        database.snapshot_store(),
-    ))
-    .strategy(Threshold(3))
-    .mode(SnapshotMode::Sync)
-    .build()
-    .unwrap();
+    let backend: Arc<snap_core::DynBackend> = if native {
+        Arc::new(database.clone())
+    } else {
+        Arc::new(StorePair::new(
+            database.event_store(),
+            database.snapshot_store(),
+        ))
+    };
+    let repo = AggregateRepository::<AccountV1>::builder(backend)
+        .strategy(Threshold(3))
+        .mode(SnapshotMode::Sync)
+        .build()
+        .unwrap();
     let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = tokio::spawn({
@@ -376,13 +396,31 @@ async fn terminated_connections_during_saves_lose_nothing() {
     let mut killed = 0;
     for _ in 0..30 * snap_testkit::soak_factor() {
         tokio::time::sleep(std::time::Duration::from_millis(40)).await;
-        killed += kill_connections_of(APPLICATION).await;
+        killed += kill_connections_of(application).await;
     }
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let (committed, saves, failures) = writer.await.unwrap();
     eprintln!("{killed} connections killed during {saves} saves ({failures} failed)");
     assert!(killed >= 10, "connections were killed mid-run");
     assert!(saves >= 10, "the writer kept going: {saves} saves");
+
+    assert_streams_whole(&database, &repo, &ids, &committed).await;
+}
+
+/// Every save reported as committed is stored, no append is half-written, and every account
+/// loads to the state of a full replay.
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test helper: a failed call fails the test"
+)]
+async fn assert_streams_whole(
+    database: &snap_postgres::PostgresDatabase,
+    repo: &snap_repo::AggregateRepository<snap_testkit::accounts::AccountV1>,
+    ids: &[Uuid],
+    committed: &[u64],
+) {
+    use snap_repo::{AggregateRepository, StorePair};
+    use snap_testkit::accounts::AccountV1;
 
     let events = database.event_store();
     let replay =
@@ -426,4 +464,66 @@ async fn operator_queries_report_stats_lag_and_prune_counts() {
         &database.event_store(),
     )
     .await;
+}
+
+/// A sync save on the database handle whose snapshot write fails inside the commit (a trigger
+/// refuses it) still commits its events, with and without kept history (one statement, and
+/// one transaction with a savepoint): the save succeeds, the failure is counted, the older
+/// snapshot stays, and a load equals a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_fails_inside_the_commit_keeps_the_events() {
+    use snap_repo::{AggregateRepository, StorePair};
+    use snap_strategy::{SnapshotMode, Threshold};
+    use snap_testkit::accounts::{AccountEvent, AccountV1};
+
+    let harness = PgHarness::new();
+    if harness.is_unavailable() {
+        return;
+    }
+    let database = harness.database().await;
+    let schema = database.schema().to_owned();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION \"{schema}\".refuse() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'snapshots refused'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON \"{schema}\".snapshots
+             FOR EACH ROW WHEN (NEW.version > 1) EXECUTE FUNCTION \"{schema}\".refuse();"
+    )))
+    .execute(database.pool())
+    .await
+    .unwrap();
+    for keep in [1, 3] {
+        let backend = database.clone().keep_history(keep);
+        let repo = AggregateRepository::<AccountV1>::builder(backend)
+            .strategy(Threshold(1))
+            .mode(SnapshotMode::Sync)
+            .build()
+            .unwrap();
+        let id = Uuid::new_v4();
+        let mut root = repo.create_new(id);
+        root.record(AccountEvent::Opened {
+            owner: "ada".into(),
+        });
+        assert_eq!(repo.save(&mut root).await.unwrap(), 1);
+        root.record(AccountEvent::Deposited { amount: 7 });
+        assert_eq!(repo.save(&mut root).await.unwrap(), 2, "keep {keep}");
+
+        let stats = repo.stats();
+        assert_eq!(
+            (stats.snapshots_written, stats.snapshot_failures),
+            (1, 1),
+            "keep {keep}"
+        );
+        let events = database.event_store();
+        assert_eq!(events.current_version(id, "Account").await.unwrap(), 2);
+        let snapshot = database.snapshot_store().get_snapshot(id, "Account").await;
+        assert_eq!(snapshot.unwrap().map(|s| s.version), Some(1), "keep {keep}");
+        let loaded = repo.load(id).await.unwrap();
+        let replayed = AggregateRepository::<AccountV1>::builder(StorePair::events_only(events))
+            .build()
+            .unwrap()
+            .load(id)
+            .await
+            .unwrap();
+        assert_eq!((loaded.version(), loaded.state()), (2, replayed.state()));
+    }
 }

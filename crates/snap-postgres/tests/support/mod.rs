@@ -225,6 +225,17 @@ impl RepositoryHarness for PgHarness {
         )
     }
 
+    /// The database handle itself, on the same schema.
+    fn native(
+        &self,
+        (events, _): &(PostgresEventStore, PostgresSnapshotStore),
+        keep_history: usize,
+    ) -> Option<std::sync::Arc<snap_core::DynBackend>> {
+        Some(std::sync::Arc::new(
+            events.database().clone().keep_history(keep_history),
+        ))
+    }
+
     fn unavailable(&self) -> Option<String> {
         self.unavailable.clone()
     }
