@@ -71,7 +71,7 @@ pub use snap_strategy::*;
 #[cfg(feature = "memory")]
 pub mod memory {
     #[doc(inline)]
-    pub use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
+    pub use snap_memory::{InMemoryDatabase, InMemoryEventStore, InMemorySnapshotStore};
 }
 
 /// SQLite stores: one file, no server. Open a [`SqliteDatabase`](sqlite::SqliteDatabase) and
@@ -107,7 +107,7 @@ pub mod prelude {
     };
     #[cfg(feature = "memory")]
     #[doc(no_inline)]
-    pub use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
+    pub use snap_memory::{InMemoryDatabase, InMemoryEventStore, InMemorySnapshotStore};
     #[cfg(feature = "postgres")]
     #[doc(no_inline)]
     pub use snap_postgres::{PostgresDatabase, PostgresEventStore, PostgresSnapshotStore};

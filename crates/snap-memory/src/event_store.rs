@@ -6,7 +6,48 @@ use snap_core::{EventStore, EventStoreError, NewEvent, RecordedEvent, async_trai
 use uuid::Uuid;
 
 /// Aggregate type -> aggregate id -> events; the event at index `i` has version `i + 1`.
-type Streams = HashMap<String, HashMap<Uuid, Vec<RecordedEvent>>>;
+pub(crate) type Streams = HashMap<String, HashMap<Uuid, Vec<RecordedEvent>>>;
+
+/// Appends checked `events` to a stream that must be at `expected_version`, under the lock.
+pub(crate) fn append_to(
+    streams: &mut Streams,
+    aggregate_id: Uuid,
+    aggregate_type: &str,
+    expected_version: u64,
+    events: Vec<NewEvent>,
+) -> Result<u64, EventStoreError> {
+    // Taken under the lock so timestamps follow the order appends commit in.
+    let recorded_at = now();
+    let current = streams
+        .get(aggregate_type)
+        .and_then(|ids| ids.get(&aggregate_id))
+        .map_or(0, |stream| stream.len() as u64);
+    if current != expected_version {
+        return Err(EventStoreError::Concurrency {
+            aggregate_id,
+            aggregate_type: aggregate_type.to_owned(),
+            expected: expected_version,
+            actual: current,
+        });
+    }
+    if events.is_empty() {
+        return Ok(current);
+    }
+    let stream = streams
+        .entry(aggregate_type.to_owned())
+        .or_default()
+        .entry(aggregate_id)
+        .or_default();
+    stream.extend(
+        events
+            .into_iter()
+            .zip(current + 1..)
+            .map(|(event, version)| {
+                RecordedEvent::new(aggregate_id, aggregate_type, version, event, recorded_at)
+            }),
+    );
+    Ok(stream.len() as u64)
+}
 
 /// An [`EventStore`] in process memory with optimistic concurrency. Clones share the same
 /// streams.
@@ -36,7 +77,7 @@ impl InMemoryEventStore {
     }
 
     /// See `InMemorySnapshotStore::lock`: no critical section can leave a stream half-written.
-    fn lock(&self) -> MutexGuard<'_, Streams> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Streams> {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -59,38 +100,13 @@ impl EventStore for InMemoryEventStore {
         events: Vec<NewEvent>,
     ) -> Result<u64, EventStoreError> {
         validate::append(aggregate_type, expected_version, &events)?;
-        let mut streams = self.lock();
-        // Taken under the lock so timestamps follow the order appends commit in.
-        let recorded_at = now();
-        let current = streams
-            .get(aggregate_type)
-            .and_then(|ids| ids.get(&aggregate_id))
-            .map_or(0, |stream| stream.len() as u64);
-        if current != expected_version {
-            return Err(EventStoreError::Concurrency {
-                aggregate_id,
-                aggregate_type: aggregate_type.to_owned(),
-                expected: expected_version,
-                actual: current,
-            });
-        }
-        if events.is_empty() {
-            return Ok(current);
-        }
-        let stream = streams
-            .entry(aggregate_type.to_owned())
-            .or_default()
-            .entry(aggregate_id)
-            .or_default();
-        stream.extend(
-            events
-                .into_iter()
-                .zip(current + 1..)
-                .map(|(event, version)| {
-                    RecordedEvent::new(aggregate_id, aggregate_type, version, event, recorded_at)
-                }),
-        );
-        Ok(stream.len() as u64)
+        append_to(
+            &mut self.lock(),
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+        )
     }
 
     async fn load(

@@ -20,8 +20,10 @@
 //! # Ok(()) }
 //! ```
 
+mod database;
 mod event_store;
 mod snapshot_store;
 
+pub use database::InMemoryDatabase;
 pub use event_store::InMemoryEventStore;
 pub use snapshot_store::InMemorySnapshotStore;

@@ -10,7 +10,42 @@ use uuid::Uuid;
 /// Snapshots of one aggregate, by version.
 type History = BTreeMap<u64, Snapshot>;
 /// Aggregate type -> aggregate id -> retained snapshots.
-type Table = HashMap<String, HashMap<Uuid, History>>;
+pub(crate) type Table = HashMap<String, HashMap<Uuid, History>>;
+
+/// Saves a checked snapshot unless a higher version is stored, keeping `keep` versions.
+pub(crate) fn save_into(table: &mut Table, snapshot: &Snapshot, keep: usize) {
+    let mut stored = snapshot.clone();
+    stored.created_at = normalize_timestamp(stored.created_at);
+    let history = table
+        .entry(stored.aggregate_type.clone())
+        .or_default()
+        .entry(stored.aggregate_id)
+        .or_default();
+    if history
+        .last_key_value()
+        .is_some_and(|(&latest, _)| latest > stored.version)
+    {
+        return;
+    }
+    history.insert(stored.version, stored);
+    while history.len() > keep {
+        history.pop_first();
+    }
+}
+
+/// The highest retained snapshot at or below `max_version`.
+pub(crate) fn latest_at(
+    table: &Table,
+    aggregate_id: Uuid,
+    aggregate_type: &str,
+    max_version: u64,
+) -> Option<Snapshot> {
+    table
+        .get(aggregate_type)
+        .and_then(|ids| ids.get(&aggregate_id))
+        .and_then(|h| h.range(..=max_version).next_back())
+        .map(|(_, s)| s.clone())
+}
 
 /// A [`SnapshotStore`] in process memory.
 ///
@@ -67,7 +102,7 @@ impl InMemorySnapshotStore {
 
     /// Every operation is a short critical section with no `.await` inside, and none can leave
     /// the table half-changed, so a poisoned lock still guards consistent data.
-    fn lock(&self) -> MutexGuard<'_, Table> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -98,24 +133,7 @@ impl fmt::Debug for InMemorySnapshotStore {
 impl SnapshotStore for InMemorySnapshotStore {
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         validate::snapshot(snapshot)?;
-        let mut stored = snapshot.clone();
-        stored.created_at = normalize_timestamp(stored.created_at);
-        let mut table = self.lock();
-        let history = table
-            .entry(stored.aggregate_type.clone())
-            .or_default()
-            .entry(stored.aggregate_id)
-            .or_default();
-        if history
-            .last_key_value()
-            .is_some_and(|(&latest, _)| latest > stored.version)
-        {
-            return Ok(());
-        }
-        history.insert(stored.version, stored);
-        while history.len() > self.keep {
-            history.pop_first();
-        }
+        save_into(&mut self.lock(), snapshot, self.keep);
         Ok(())
     }
 

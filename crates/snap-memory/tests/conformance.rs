@@ -1,6 +1,6 @@
 //! The in-memory stores run the whole snap-testkit conformance suite.
 
-use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
+use snap_memory::{InMemoryDatabase, InMemoryEventStore, InMemorySnapshotStore};
 use snap_testkit::{EventStoreHarness, RepositoryHarness, SnapshotStoreHarness};
 
 struct Memory;
@@ -31,8 +31,26 @@ impl RepositoryHarness for Memory {
             InMemorySnapshotStore::new().keep_history(keep_history),
         )
     }
+
+    /// Both stores as one [`InMemoryDatabase`].
+    fn native(
+        &self,
+        (events, snapshots): &(InMemoryEventStore, InMemorySnapshotStore),
+        _keep_history: usize,
+    ) -> Option<std::sync::Arc<snap_core::DynBackend>> {
+        Some(std::sync::Arc::new(InMemoryDatabase::from_stores(
+            events.clone(),
+            snapshots.clone(),
+        )))
+    }
 }
 
 snap_testkit::snapshot_store_conformance!(Memory);
 snap_testkit::repository_conformance!(Memory);
 snap_testkit::event_store_conformance!(Memory);
+
+/// The repository cases on [`InMemoryDatabase`] as the backend.
+mod native {
+    use super::*;
+    snap_testkit::repository_conformance!(snap_testkit::Native(Memory));
+}
