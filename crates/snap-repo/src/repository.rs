@@ -480,8 +480,9 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// Writes a fresh snapshot of every aggregate of this type, each rebuilt by a full replay
     /// of its events, at the current `SCHEMA_VERSION`: what to run after a schema bump, or
     /// after [`verify_snapshot`](Self::verify_snapshot) found a drift. Aggregates are read
-    /// `page_size` ids at a time ([`EventStore::list_aggregate_ids`]); `progress` sees the
-    /// running totals after each page. Aggregates that are discarded are skipped. The first
+    /// `page_size` ids at a time
+    /// ([`EventStore::list_aggregate_ids`](snap_core::EventStore::list_aggregate_ids));
+    /// `progress` sees the running totals after each page. Aggregates that are discarded are skipped. The first
     /// error stops the run and is returned; the snapshots written before it stay.
     pub async fn rebuild_snapshots(
         &self,
