@@ -90,17 +90,17 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
 /// Shares a backend as `Arc<dyn Backend>`; an `Arc<dyn Backend>` given as is comes back as is,
 /// not wrapped a second time.
 pub fn share_backend<B: Backend>(backend: B) -> Arc<DynBackend> {
-    share(backend, |backend| Arc::new(backend))
+    share::<B, DynBackend>(backend, |backend| Arc::new(backend))
 }
 
 /// Shares an event store as `Arc<dyn EventStore>`, without wrapping one that already is.
 pub fn share_event_store<E: EventStore>(store: E) -> Arc<DynEventStore> {
-    share(store, |store| Arc::new(store))
+    share::<E, DynEventStore>(store, |store| Arc::new(store))
 }
 
 /// Shares a snapshot store as `Arc<dyn SnapshotStore>`, without wrapping one that already is.
 pub fn share_snapshot_store<S: SnapshotStore>(store: S) -> Arc<DynSnapshotStore> {
-    share(store, |store| Arc::new(store))
+    share::<S, DynSnapshotStore>(store, |store| Arc::new(store))
 }
 
 /// `value` itself when it is an `Arc<D>` already, `wrap(value)` otherwise.

@@ -275,6 +275,16 @@ impl<A: Aggregate> AggregateRepository<A> {
         Self::found(self.load_span(id, Some(version)).await?)
     }
 
+    /// The aggregate's state at `version` and the version it reflects (lower than asked when
+    /// the stream is shorter): [`load_at`](Self::load_at) for callers that want the state
+    /// alone, e.g. to answer "what was the balance at version 150?" through the nearest
+    /// retained snapshot instead of a replay from the start.
+    pub async fn capture_state(&self, id: Uuid, version: u64) -> Result<(A, u64), RepositoryError> {
+        let root = self.load_at(id, version).await?;
+        let at = root.version();
+        Ok((root.into_state(), at))
+    }
+
     /// The root, or [`RepositoryError::AggregateNotFound`] if it has no events or is
     /// discarded.
     fn found(root: AggregateRoot<A>) -> Result<AggregateRoot<A>, RepositoryError> {

@@ -1,0 +1,101 @@
+//! Repositories on a backend's own handle, through the facade: the in-memory database, a
+//! shared `Arc<dyn Backend>` kept as it is, and the state at a version through a snapshot.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use snap_es::prelude::*;
+use snap_es::{DynBackend, StorePair};
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct Counter {
+    total: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum CounterEvent {
+    Added(i64),
+}
+
+impl Aggregate for Counter {
+    const TYPE: &'static str = "Counter";
+    type Event = CounterEvent;
+    fn apply(&mut self, CounterEvent::Added(n): &CounterEvent) {
+        self.total += n;
+    }
+}
+
+async fn fill(repo: &AggregateRepository<Counter>, id: Uuid, events: i64) {
+    let mut root = repo.create_new(id);
+    for n in 1..=events {
+        root.record(CounterEvent::Added(n));
+        repo.save(&mut root).await.expect("save");
+    }
+}
+
+#[tokio::test]
+async fn the_state_at_a_version_comes_through_the_nearest_snapshot() {
+    let database = InMemoryDatabase::new().keep_history(3);
+    let repo = AggregateRepository::<Counter>::builder(database.clone())
+        .strategy(Threshold(100))
+        .build()
+        .unwrap();
+    let id = Uuid::new_v4();
+    fill(&repo, id, 250).await;
+
+    let (state, version) = repo.capture_state(id, 150).await.unwrap();
+    assert_eq!((state.total, version), (150 * 151 / 2, 150));
+    assert_eq!(repo.stats().events_replayed, 50, "from the snapshot at 100");
+
+    let replay =
+        AggregateRepository::<Counter>::builder(StorePair::events_only(database.event_store()))
+            .build()
+            .unwrap();
+    for at in [1, 99, 100, 101, 199, 200, 250, 400] {
+        let through = repo.capture_state(id, at).await.unwrap();
+        let replayed = replay.capture_state(id, at).await.unwrap();
+        assert_eq!(through, replayed, "at {at}");
+    }
+    assert!(matches!(
+        repo.capture_state(Uuid::new_v4(), 5).await,
+        Err(RepositoryError::AggregateNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_shared_backend_is_kept_as_it_is() {
+    let shared: Arc<DynBackend> = Arc::new(InMemoryDatabase::new());
+    let repo = AggregateRepository::<Counter>::builder(Arc::clone(&shared))
+        .build()
+        .unwrap();
+    assert!(Arc::ptr_eq(repo.backend(), &shared), "not wrapped again");
+    let id = Uuid::new_v4();
+    fill(&repo, id, 3).await;
+    let other = AggregateRepository::<Counter>::builder(shared)
+        .build()
+        .unwrap();
+    assert_eq!(other.load(id).await.unwrap().state().total, 6);
+}
+
+#[tokio::test]
+async fn shared_stores_in_a_pair_are_kept_as_they_are() {
+    let events: Arc<snap_es::DynEventStore> = Arc::new(InMemoryEventStore::new());
+    let snapshots: Arc<snap_es::DynSnapshotStore> = Arc::new(InMemorySnapshotStore::new());
+    let pair = StorePair::new(Arc::clone(&events), Arc::clone(&snapshots));
+    assert!(Arc::ptr_eq(&pair.event_store(), &events));
+    assert!(Arc::ptr_eq(&pair.snapshot_store().unwrap(), &snapshots));
+    let repo = AggregateRepository::<Counter>::builder(pair)
+        .strategy(Threshold(2))
+        .build()
+        .unwrap();
+    let id = Uuid::new_v4();
+    fill(&repo, id, 5).await;
+    assert_eq!(
+        snapshots
+            .get_snapshot(id, "Counter")
+            .await
+            .unwrap()
+            .map(|s| s.version),
+        Some(4)
+    );
+}
