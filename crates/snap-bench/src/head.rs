@@ -3,12 +3,14 @@
 //! whose cached plan reads every event of the stream shows here as a load that grows with the
 //! stream instead of staying near the floor.
 
-use snap_es::{AggregateRepository, EventStore, SnapshotStore, StorePair};
+use std::sync::Arc;
+
+use snap_es::{AggregateRepository, DynBackend, EventStore};
 use uuid::Uuid;
 
 use crate::Config;
 use crate::aggregate::BenchAccount;
-use crate::report::{Report, Row, Section};
+use crate::report::{Report, Row, Section, Target};
 use crate::scenario::{err, time_loads};
 
 /// Loads while the stream is short, enough for every pooled connection to cache its plans.
@@ -18,19 +20,17 @@ const SHORT: u64 = 10;
 
 /// Adds the row: a stream of `config.long_stream()` events, snapshotted at its head, loaded
 /// through the repository after the pool warmed on the short stream.
-pub(crate) async fn head_row<S: SnapshotStore + Clone, E: EventStore + Clone>(
-    backend: &'static str,
+pub(crate) async fn head_row<E: EventStore>(
+    (backend, native): (&'static str, &Arc<DynBackend>),
     config: &Config,
     report: &mut Report,
-    (snapshots, event_store): (&S, &E),
+    event_store: &E,
     floor: Option<(&'static str, std::time::Duration)>,
+    target: Target,
 ) -> Result<(), String> {
-    let through = AggregateRepository::<BenchAccount>::builder(StorePair::new(
-        event_store.clone(),
-        snapshots.clone(),
-    ))
-    .build()
-    .map_err(err)?;
+    let through = AggregateRepository::<BenchAccount>::builder(Arc::clone(native))
+        .build()
+        .map_err(err)?;
     let id = Uuid::new_v4();
     append_more(event_store, id, 0, SHORT).await?;
     let snapshot_at_head = |repo: &AggregateRepository<BenchAccount>| {
@@ -67,7 +67,7 @@ pub(crate) async fn head_row<S: SnapshotStore + Clone, E: EventStore + Clone>(
         &samples,
     );
     if let Some((name, median)) = floor {
-        row = row.against(name, median);
+        row = row.against(name, median).target(target);
     }
     report.add(Section::Operations, row);
     Ok(())

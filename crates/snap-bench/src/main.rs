@@ -20,9 +20,12 @@ use std::time::{Duration, Instant};
 
 mod aggregate;
 mod chart;
+mod floor;
 mod head;
 mod measure;
+mod replay;
 mod report;
+mod saves;
 mod scenario;
 
 use report::Report;

@@ -12,10 +12,10 @@ use crate::measure::Samples;
 pub(crate) enum Target {
     /// Reported for scale only.
     None,
-    /// A median under this time.
-    Under(Duration),
     /// A median within this multiple of the row's floor.
     WithinFloor(f64),
+    /// A rate (one over the median) at least this multiple of the floor's.
+    RateAtLeast(f64),
 }
 
 /// One measured row.
@@ -64,16 +64,16 @@ impl Row {
     fn met(&self) -> Option<bool> {
         match self.target {
             Target::None => None,
-            Target::Under(limit) => Some(self.median < limit),
             Target::WithinFloor(limit) => self.ratio().map(|ratio| ratio <= limit),
+            Target::RateAtLeast(limit) => self.ratio().map(|ratio| 1.0 / ratio >= limit),
         }
     }
 
     fn target_text(&self) -> String {
         match self.target {
             Target::None => "-".to_owned(),
-            Target::Under(limit) => format!("< {}", human(limit)),
             Target::WithinFloor(limit) => format!("<= {limit}x floor"),
+            Target::RateAtLeast(limit) => format!(">= {limit}x floor's rate"),
         }
     }
 }

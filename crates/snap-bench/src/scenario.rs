@@ -1,20 +1,23 @@
 //! What is measured on each backend, and the floors it is judged against.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use snap_es::memory::{InMemoryEventStore, InMemorySnapshotStore};
+use snap_es::memory::InMemoryDatabase;
 use snap_es::postgres::{PostgresDatabase, PostgresOptions};
 use snap_es::sqlite::{Blocking, SqliteOptions};
 use snap_es::{
-    AggregateRepository, AggregateRoot, EventStore, Never, Snapshot, SnapshotMode, SnapshotStore,
-    StorePair, Threshold, create_snapshot_strategy,
+    AggregateRepository, AggregateRoot, DynBackend, EventStore, Snapshot, SnapshotMode,
+    SnapshotStore, StorePair, create_snapshot_strategy,
 };
 use uuid::Uuid;
 
 use crate::Config;
-use crate::aggregate::{BenchAccount, deposit, events, sample_state};
+use crate::aggregate::{BenchAccount, events, sample_state};
+use crate::floor::Floor;
 use crate::measure::Samples;
-use crate::report::{LoadPoint, Rate, Report, Row, Section, Target};
+use crate::report::{LoadPoint, Report, Row, Section, Target};
+use crate::saves::{SaveTargets, big_save_rows, save_rows, throughput};
 
 /// Events per append while seeding a long stream.
 const SEED_BATCH: u64 = 1_000;
@@ -23,125 +26,15 @@ const TRAILING: u64 = 99;
 /// Rounds that alternate the floor and the store, so drift hits both alike.
 const ROUNDS: usize = 10;
 
-/// A bare primary-key SELECT of a snapshot row on a dedicated connection: the floor.
-enum Floor {
-    Sqlite(rusqlite::Connection),
-    Postgres(sqlx::PgConnection, String),
-}
-
-impl Floor {
-    async fn get(&mut self, id: Uuid) -> Result<i64, String> {
-        match self {
-            Self::Sqlite(connection) => {
-                let mut statement = connection
-                    .prepare_cached(
-                        "SELECT version, schema_version, state, created_at FROM snapshots
-                         WHERE aggregate_type = ?1 AND aggregate_id = ?2
-                         ORDER BY version DESC LIMIT 1",
-                    )
-                    .map_err(|e| e.to_string())?;
-                let (version, _, _, _) = statement
-                    .query_row(
-                        rusqlite::params!["BenchAccount", id.hyphenated().to_string()],
-                        |row| {
-                            Ok((
-                                row.get::<_, i64>(0)?,
-                                row.get::<_, i64>(1)?,
-                                row.get::<_, String>(2)?,
-                                row.get::<_, i64>(3)?,
-                            ))
-                        },
-                    )
-                    .map_err(|e| e.to_string())?;
-                Ok(version)
-            }
-            Self::Postgres(connection, sql) => {
-                let (version, _, _, _): (
-                    i64,
-                    i64,
-                    serde_json::Value,
-                    sqlx::types::time::OffsetDateTime,
-                ) = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind("BenchAccount")
-                    .bind(id)
-                    .fetch_one(&mut *connection)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(version)
-            }
-        }
-    }
-}
-
-impl Floor {
-    /// The events of `id` after `after`, by a bare prepared SELECT on the floor's connection,
-    /// decoded as the stores decode them (JSON into values); returns how many.
-    async fn tail(&mut self, id: Uuid, after: u64) -> Result<usize, String> {
-        let after = i64::try_from(after).map_err(err)?;
-        match self {
-            Self::Sqlite(connection) => {
-                let mut statement = connection
-                    .prepare_cached(
-                        "SELECT version, event_id, event_type, payload, metadata, recorded_at
-                         FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2
-                         AND version > ?3 ORDER BY version",
-                    )
-                    .map_err(err)?;
-                let rows = statement
-                    .query_map(
-                        rusqlite::params!["BenchAccount", id.hyphenated().to_string(), after],
-                        |row| {
-                            Ok((
-                                row.get::<_, i64>(0)?,
-                                row.get::<_, String>(1)?,
-                                row.get::<_, String>(2)?,
-                                row.get::<_, String>(3)?,
-                                row.get::<_, String>(4)?,
-                                row.get::<_, i64>(5)?,
-                            ))
-                        },
-                    )
-                    .map_err(err)?;
-                let mut count = 0;
-                for row in rows {
-                    let (_, _, _, payload, metadata, _) = row.map_err(err)?;
-                    let _: serde_json::Value = serde_json::from_str(&payload).map_err(err)?;
-                    let _: serde_json::Value = serde_json::from_str(&metadata).map_err(err)?;
-                    count += 1;
-                }
-                Ok(count)
-            }
-            Self::Postgres(connection, _) => {
-                type EventRow = (
-                    i64,
-                    Uuid,
-                    String,
-                    sqlx::types::Json<serde_json::Value>,
-                    sqlx::types::Json<serde_json::Value>,
-                    sqlx::types::time::OffsetDateTime,
-                );
-                let rows: Vec<EventRow> = sqlx::query_as(
-                    "SELECT version, event_id, event_type, payload, metadata, recorded_at
-                     FROM snap_bench.events WHERE aggregate_type = $1 AND aggregate_id = $2
-                     AND version > $3 ORDER BY version",
-                )
-                .bind("BenchAccount")
-                .bind(id)
-                .bind(after)
-                .fetch_all(&mut *connection)
-                .await
-                .map_err(err)?;
-                Ok(rows.len())
-            }
-        }
-    }
-}
-
 /// The targets of one backend (docs/benchmarks.md, "Targets").
 struct Targets {
     get_snapshot: Target,
     trailing: Target,
+    /// The full replay against the decode floor.
     full_replay: Target,
+    /// A load through a snapshot at the head, against the floor.
+    head: Target,
+    saves: SaveTargets,
 }
 
 /// The aggregates a run reads.
@@ -250,10 +143,10 @@ async fn get_snapshot_rows<S: SnapshotStore>(
 }
 
 /// The rows every backend reports.
-/// Loads go through the repository, as an application's do: one that uses the snapshots, one
-/// that always replays the whole stream.
-fn repositories<S: SnapshotStore + Clone, E: EventStore + Clone>(
-    snapshots: &S,
+/// Loads go through the repository on the backend, as an application's do; the full replay
+/// of the plain event store (a path of its own) is what they must equal.
+fn repositories<E: EventStore + Clone>(
+    native: &Arc<DynBackend>,
     event_store: &E,
 ) -> Result<
     (
@@ -262,13 +155,10 @@ fn repositories<S: SnapshotStore + Clone, E: EventStore + Clone>(
     ),
     String,
 > {
-    let through = AggregateRepository::<BenchAccount>::builder(StorePair::new(
-        event_store.clone(),
-        snapshots.clone(),
-    ))
-    .policy(create_snapshot_strategy(SnapshotMode::Manual, 1).map_err(err)?)
-    .build()
-    .map_err(err)?;
+    let through = AggregateRepository::<BenchAccount>::builder(Arc::clone(native))
+        .policy(create_snapshot_strategy(SnapshotMode::Manual, 1).map_err(err)?)
+        .build()
+        .map_err(err)?;
     let replaying =
         AggregateRepository::<BenchAccount>::builder(StorePair::events_only(event_store.clone()))
             .build()
@@ -277,7 +167,7 @@ fn repositories<S: SnapshotStore + Clone, E: EventStore + Clone>(
 }
 
 async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
-    backend: &'static str,
+    (backend, native): (&'static str, &Arc<DynBackend>),
     config: &Config,
     report: &mut Report,
     (snapshots, event_store): (&S, &E),
@@ -311,7 +201,7 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         with_floor(Row::new(backend, "get_snapshot", &store_samples)).target(targets.get_snapshot),
     );
 
-    let (through, replaying) = repositories(snapshots, event_store)?;
+    let (through, replaying) = repositories(native, event_store)?;
 
     // Correctness first: the snapshot load must equal the full replay of the same stream.
     same_as_replay(backend, (&through, &replaying), fixture.trailing_id).await?;
@@ -329,12 +219,12 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
     )
     .await?;
 
-    replay_rows(
+    crate::replay::replay_rows(
         backend,
         config,
         report,
-        (&replaying, event_store),
-        fixture.replay_id,
+        (&through, event_store),
+        (fixture.replay_id, floor.as_mut().map(|(_, f)| &mut **f)),
         targets.full_replay,
     )
     .await?;
@@ -345,16 +235,17 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         report,
         snapshots,
         event_store,
-        (&through, &replaying),
+        &through,
     )
     .await?;
 
     crate::head::head_row(
-        backend,
+        (backend, native),
         config,
         report,
-        (snapshots, event_store),
+        event_store,
         floor_name.map(|name| (name, floor_median)),
+        targets.head,
     )
     .await?;
 
@@ -364,12 +255,14 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         with_floor(Row::new(backend, "append 100 events in one call", &append)),
     );
 
-    save_rows(
+    save_rows(backend, config, report, native, &targets.saves).await?;
+    big_save_rows(
         backend,
         config,
         report,
-        (snapshots, event_store),
-        &with_floor,
+        native,
+        floor.as_mut().map(|(_, f)| &mut **f),
+        targets.saves.big,
     )
     .await?;
     let floor_rate = floor_name.map(|_| 1.0 / floor_median.as_secs_f64().max(1e-12));
@@ -382,133 +275,6 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         floor_rate,
     )
     .await?;
-    Ok(())
-}
-
-/// The latency of a save of one event through the repository: with no snapshots, and with a
-/// snapshot on every save written in sync or in background mode.
-async fn save_rows<S: SnapshotStore + Clone, E: EventStore + Clone>(
-    backend: &'static str,
-    config: &Config,
-    report: &mut Report,
-    (snapshots, event_store): (&S, &E),
-    with_floor: &dyn Fn(Row) -> Row,
-) -> Result<(), String> {
-    let modes = [
-        ("save 1 event: no snapshots", false, SnapshotMode::Sync),
-        ("save 1 event: snapshot, sync", true, SnapshotMode::Sync),
-        (
-            "save 1 event: snapshot, background",
-            true,
-            SnapshotMode::Background,
-        ),
-    ];
-    for (name, snapshot, mode) in modes {
-        let builder = AggregateRepository::<BenchAccount>::builder(StorePair::new(
-            event_store.clone(),
-            snapshots.clone(),
-        ))
-        .mode(mode);
-        let repo = if snapshot {
-            builder.strategy(Threshold(1))
-        } else {
-            builder.strategy(Never)
-        }
-        .build()
-        .map_err(err)?;
-        let id = Uuid::new_v4();
-        let mut root = repo.create_new(id);
-        // Warm-up: the first saves create the stream and fill caches.
-        for n in 1..=5 {
-            root.record(deposit(n));
-            repo.save(&mut root).await.map_err(err)?;
-        }
-        let probe = std::time::Instant::now();
-        root.record(deposit(6));
-        repo.save(&mut root).await.map_err(err)?;
-        let mut samples = Samples::default();
-        for n in 0..config.samples(probe.elapsed()).min(2_000) {
-            root.record(deposit(n as u64));
-            samples.time(repo.save(&mut root)).await.map_err(err)?;
-        }
-        repo.await_pending_snapshots().await;
-        // The snapshots written are the state of the stream's head.
-        let stored = snapshots
-            .get_snapshot(id, "BenchAccount")
-            .await
-            .map_err(err)?
-            .map(|s| s.version);
-        let expected = snapshot.then_some(root.version());
-        if stored != expected {
-            return Err(format!(
-                "{backend}: {name}: the snapshot is at {stored:?}, expected {expected:?}"
-            ));
-        }
-        report.add(
-            Section::Saves,
-            with_floor(Row::new(backend, name, &samples)),
-        );
-        repo.shutdown().await;
-    }
-    Ok(())
-}
-
-/// Operations per second of `get_snapshot` and `save_snapshot`, by one task and by four.
-async fn throughput<S: SnapshotStore + Clone>(
-    backend: &'static str,
-    config: &Config,
-    report: &mut Report,
-    snapshots: &S,
-    ids: &[Uuid],
-    floor: Option<f64>,
-) -> Result<(), String> {
-    let budget = if config.quick {
-        Duration::from_millis(100)
-    } else {
-        Duration::from_secs(1)
-    };
-    for tasks in [1, 4] {
-        for operation in ["get_snapshot", "save_snapshot"] {
-            let started = std::time::Instant::now();
-            let deadline = started + budget;
-            let mut handles = Vec::with_capacity(tasks);
-            for task in 0..tasks {
-                let store = snapshots.clone();
-                let ids: Vec<Uuid> = ids.iter().skip(task).step_by(tasks).copied().collect();
-                let reads = operation == "get_snapshot";
-                // Built once: the loop times the store, not building and serialising a state.
-                let mut snapshot =
-                    Snapshot::new(Uuid::new_v4(), "BenchAccount", 1, sample_state(), 1);
-                handles.push(tokio::spawn(async move {
-                    let mut ops = 0u64;
-                    let mut next = ids.iter().cycle();
-                    while std::time::Instant::now() < deadline {
-                        if reads {
-                            let id = *next.next().ok_or("no ids")?;
-                            store.get_snapshot(id, "BenchAccount").await.map_err(err)?;
-                        } else {
-                            snapshot.version = ops + 1;
-                            store.save_snapshot(&snapshot).await.map_err(err)?;
-                        }
-                        ops += 1;
-                    }
-                    Ok::<u64, String>(ops)
-                }));
-            }
-            let mut ops = 0;
-            for handle in handles {
-                ops += handle.await.map_err(err)??;
-            }
-            report.add_rate(Rate {
-                backend,
-                operation,
-                tasks,
-                ops,
-                elapsed: started.elapsed(),
-                floor,
-            });
-        }
-    }
     Ok(())
 }
 
@@ -597,66 +363,23 @@ async fn bare_reads(
     Ok(bare)
 }
 
-/// The full replay of the long stream through the repository, and the store's share of it.
-async fn replay_rows<E: EventStore>(
-    backend: &'static str,
-    config: &Config,
-    report: &mut Report,
-    (replaying, event_store): (&AggregateRepository<BenchAccount>, &E),
-    replay_id: Uuid,
-    target: Target,
-) -> Result<(), String> {
-    let long = config.long_stream();
-    let mut replay = Samples::default();
-    let probe = std::time::Instant::now();
-    replaying.load(replay_id).await.map_err(err)?;
-    for _ in 0..config
-        .samples(probe.elapsed())
-        .min(if config.quick { 5 } else { 15 })
-    {
-        let root = replay.time(replaying.load(replay_id)).await.map_err(err)?;
-        assert_eq!(root.version(), long, "the replay applies every event");
-    }
-    report.add(
-        Section::Operations,
-        Row::new(backend, format!("full replay of {long} events"), &replay).target(target),
-    );
-
-    // The store's share of the replay: read and decode, no apply.
-    let mut read = Samples::default();
-    for _ in 0..replay.len() {
-        let events = read
-            .time(event_store.load(replay_id, "BenchAccount", 0, None))
-            .await
-            .map_err(err)?;
-        assert_eq!(events.len() as u64, long, "the load reads every event");
-    }
-    report.add(
-        Section::Operations,
-        Row::new(backend, format!("read {long} events, no apply"), &read),
-    );
-
-    Ok(())
-}
-
-/// Loads of a stream of each length in `config.event_counts`: by full replay, and through a
-/// snapshot 99 events before the head (the worst case of `Threshold(100)`).
+/// Loads of a stream of each length in `config.event_counts` through the repository: by full
+/// replay before it has a snapshot, then through a snapshot 99 events before the head (the
+/// worst case of `Threshold(100)`).
 async fn load_table<S: SnapshotStore, E: EventStore>(
     (backend, floor): (&'static str, Option<std::time::Duration>),
     config: &Config,
     report: &mut Report,
     snapshots: &S,
     event_store: &E,
-    (through, replaying): (
-        &AggregateRepository<BenchAccount>,
-        &AggregateRepository<BenchAccount>,
-    ),
+    through: &AggregateRepository<BenchAccount>,
 ) -> Result<(), String> {
     for &n in &config.event_counts {
         let id = Uuid::new_v4();
         append_stream(event_store, id, n).await?;
+        let full = time_loads(config, through, id).await?;
         let trailing = if n > TRAILING {
-            let root = replaying.load_at(id, n - TRAILING).await.map_err(err)?;
+            let root = through.load_at(id, n - TRAILING).await.map_err(err)?;
             snapshots
                 .save_snapshot(&root.to_snapshot().map_err(err)?)
                 .await
@@ -665,7 +388,6 @@ async fn load_table<S: SnapshotStore, E: EventStore>(
         } else {
             n
         };
-        let full = time_loads(config, replaying, id).await?;
         let fast = time_loads(config, through, id).await?;
         report.add_load(LoadPoint::new(backend, n, trailing, &full, &fast).against(floor));
     }
@@ -707,10 +429,18 @@ pub(crate) async fn memory(config: &Config, report: &mut Report) -> Result<(), S
     let targets = Targets {
         get_snapshot: Target::None,
         trailing: Target::None,
-        full_replay: Target::None,
+        full_replay: Target::WithinFloor(1.5),
+        head: Target::None,
+        saves: SaveTargets {
+            sync: Target::None,
+            background: Target::None,
+            big: Target::None,
+        },
     };
-    let stores_ = (&InMemorySnapshotStore::new(), &InMemoryEventStore::new());
-    stores("memory", config, report, stores_, None, &targets).await
+    let database = InMemoryDatabase::new();
+    let native: Arc<DynBackend> = Arc::new(database.clone());
+    let stores_ = (&database.snapshot_store(), &database.event_store());
+    stores(("memory", &native), config, report, stores_, None, &targets).await
 }
 
 pub(crate) async fn sqlite(config: &Config, report: &mut Report) -> Result<(), String> {
@@ -721,11 +451,18 @@ pub(crate) async fn sqlite(config: &Config, report: &mut Report) -> Result<(), S
     let mut floor = Floor::Sqlite(rusqlite::Connection::open(&path).map_err(err)?);
     let targets = Targets {
         get_snapshot: Target::WithinFloor(1.5),
-        trailing: Target::Under(Duration::from_micros(250)),
-        full_replay: Target::Under(Duration::from_millis(150)),
+        trailing: Target::WithinFloor(30.0),
+        full_replay: Target::WithinFloor(1.5),
+        head: Target::None,
+        saves: SaveTargets {
+            sync: Target::WithinFloor(1.2),
+            background: Target::None,
+            big: Target::RateAtLeast(0.7),
+        },
     };
+    let native: Arc<DynBackend> = Arc::new(database.clone());
     let result = stores(
-        "sqlite",
+        ("sqlite", &native),
         config,
         report,
         (&database.snapshot_store(), &database.event_store()),
@@ -804,11 +541,18 @@ pub(crate) async fn postgres(config: &Config, report: &mut Report) -> Result<(),
     );
     let targets = Targets {
         get_snapshot: Target::WithinFloor(1.3),
-        trailing: Target::WithinFloor(2.5),
-        full_replay: Target::Under(Duration::from_millis(200)),
+        trailing: Target::WithinFloor(3.0),
+        full_replay: Target::WithinFloor(1.5),
+        head: Target::WithinFloor(1.5),
+        saves: SaveTargets {
+            sync: Target::WithinFloor(1.2),
+            background: Target::WithinFloor(1.05),
+            big: Target::RateAtLeast(0.7),
+        },
     };
+    let native: Arc<DynBackend> = Arc::new(database.clone());
     let result = stores(
-        "postgres",
+        ("postgres", &native),
         config,
         report,
         (&database.snapshot_store(), &database.event_store()),
