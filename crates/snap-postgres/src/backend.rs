@@ -37,7 +37,8 @@ pub(crate) struct BackendSql {
 
 /// One load statement: the snapshot `snap` selects (at most one row), the events after it up
 /// to `$3` (at most `$4`), and the head. Each row says what it is in `part`: 0 the snapshot,
-/// 1 an event, 2 the head. Columns 1 to 6 are an event's (version, id, type, payload,
+/// 1 an event, 2 the head, in no promised order (no sort on the server: the client places
+/// them). Columns 1 to 6 are an event's (version, id, type, payload,
 /// metadata, time); a snapshot puts its state in the payload's place and its schema version
 /// last.
 fn load(s: &str, key: &str, snap: &str) -> SqlStr {
@@ -57,7 +58,7 @@ fn load(s: &str, key: &str, snap: &str) -> SqlStr {
               ORDER BY version LIMIT $4)
              UNION ALL
              SELECT 2, COALESCE(({head}), 0), NULL, NULL, NULL, NULL, NULL, NULL
-         ) AS parts ORDER BY part, version"
+         ) AS parts"
     ))
 }
 
@@ -246,28 +247,32 @@ impl PostgresDatabase {
         rows: &[PgRow],
         sink: &mut dyn LoadSink,
     ) -> Result<(Option<u64>, usize, bool), EventStoreError> {
+        let version = |row: &PgRow| row.try_get::<i64, _>(1).unwrap_or(0);
+        let mut events: Vec<&PgRow> = rows.iter().filter(|row| part(row) == 1).collect();
+        if !events.is_sorted_by_key(|row| version(row)) {
+            events.sort_by_key(|row| version(row));
+        }
         let mut last = None;
-        let mut count = 0;
-        for row in rows {
-            if row.try_get::<i32, _>(0).unwrap_or(-1) != 1 {
-                continue;
-            }
+        for row in &events {
             let event = event_of(key, row, 1)?;
-            count += 1;
             last = Some(event.version);
             if sink.event(&event).is_break() {
-                return Ok((last, count, true));
+                return Ok((last, events.len(), true));
             }
         }
-        Ok((last, count, false))
+        Ok((last, events.len(), false))
     }
+}
+
+/// What a load row is: 0 the snapshot, 1 an event, 2 the head.
+fn part(row: &PgRow) -> i32 {
+    row.try_get(0).unwrap_or(-1)
 }
 
 /// The head of a load's rows (`part` 2).
 fn head_of(rows: &[PgRow]) -> u64 {
     rows.iter()
-        .rev()
-        .find(|row| row.try_get::<i32, _>(0).ok() == Some(2))
+        .find(|row| part(row) == 2)
         .and_then(|row| row.try_get::<i64, _>(1).ok())
         .map_or(0, |head| u64::try_from(head).unwrap_or(0))
 }
@@ -291,8 +296,8 @@ impl Backend for PostgresDatabase {
         let mut rows = self.load_rows(statement, key, to).await?;
         if request.through_snapshot {
             let found = rows
-                .first()
-                .filter(|row| row.try_get::<i32, _>(0).ok() == Some(0))
+                .iter()
+                .find(|row| part(row) == 0)
                 .map(|row| snapshot_of(key.0, key.1, row));
             let from = found
                 .as_ref()

@@ -228,22 +228,27 @@ impl<A: Aggregate> AggregateRepository<A> {
             return Err(FallbackReason::RestoreFailure);
         }
         let migrated = snapshot.schema_version != A::SCHEMA_VERSION;
-        let state = match self
-            .inner
-            .chain
-            .migrate(snapshot.state.clone(), snapshot.schema_version)
-        {
-            Ok(state) => state,
-            Err(error @ (MigrationError::Newer { .. } | MigrationError::NoPath { .. })) => {
-                tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot schema not usable; replaying the stream");
-                return Err(FallbackReason::SchemaMismatch);
+        let decoded = if migrated {
+            match self
+                .inner
+                .chain
+                .migrate(snapshot.state.clone(), snapshot.schema_version)
+            {
+                Ok(state) => serde_json::from_value(state),
+                Err(error @ (MigrationError::Newer { .. } | MigrationError::NoPath { .. })) => {
+                    tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot schema not usable; replaying the stream");
+                    return Err(FallbackReason::SchemaMismatch);
+                }
+                Err(error) => {
+                    tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot migration failed; replaying the stream");
+                    return Err(FallbackReason::RestoreFailure);
+                }
             }
-            Err(error) => {
-                tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot migration failed; replaying the stream");
-                return Err(FallbackReason::RestoreFailure);
-            }
+        } else {
+            // The current schema: decoded in place, without a copy of the state.
+            A::deserialize(&snapshot.state)
         };
-        let state: A = match serde_json::from_value(state) {
+        let state: A = match decoded {
             Ok(state) => state,
             Err(error) => {
                 tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot state does not fit the aggregate; replaying the stream");

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::SqliteDatabase;
 use crate::codec::{timestamp_from_sql, uuid_from_sql, version_from_sql, version_to_sql};
 use crate::error::sqlite_error;
-use crate::event_store::{Append, FIRST_PAGE, Range, current_version, stream};
+use crate::event_store::{Append, FIRST_PAGE, LOAD, Range, current_version, stream};
 use crate::snapshot_store::{GET_AT, SnapshotWrite, query_one};
 
 /// An event row as read, its JSON left as text for the sink to decode once.
@@ -101,6 +101,102 @@ fn first_page(
     Ok((page, head))
 }
 
+/// An event row, borrowed: its JSON handed over as the text stored.
+fn borrowed<'r>(range: &Range, row: &'r Row<'_>) -> Result<StoredEvent<'r>, EventStoreError> {
+    let fields = (|| -> Result<StoredEvent<'r>, BoxError> {
+        let text = |i| -> Result<&'r str, BoxError> {
+            Ok(std::str::from_utf8(row.get_ref(i)?.as_bytes()?)?)
+        };
+        Ok(StoredEvent::new(
+            version_from_sql(row.get_ref(0)?)?,
+            uuid_from_sql(row.get_ref(1)?)?,
+            text(2)?,
+            Payload::Text(text(3)?),
+            Payload::Text(text(4)?),
+            timestamp_from_sql(row.get_ref(5)?)?,
+        ))
+    })();
+    fields.map_err(|source| EventStoreError::Deserialization {
+        aggregate_id: range.aggregate_id,
+        aggregate_type: range.aggregate_type.clone(),
+        version: row
+            .get_ref(0)
+            .ok()
+            .and_then(|v| version_from_sql(v).ok())
+            .unwrap_or(0),
+        source,
+    })
+}
+
+/// A whole load on one connection, in one read transaction, each row handed to the sink as it
+/// is read: what a load does where it may block in place.
+fn load_in_place(
+    connection: &mut Connection,
+    mut range: Range,
+    through: bool,
+    sink: &mut dyn LoadSink,
+) -> Result<Loaded, EventStoreError> {
+    let tx = connection
+        .transaction()
+        .map_err(|e| sqlite_error(e, "begin load"))?;
+    if through {
+        let found = query_one(
+            &tx,
+            GET_AT,
+            range.aggregate_id,
+            range.aggregate_type.clone(),
+            range.to,
+        );
+        let version = found
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map(|s| s.version);
+        let read = match found {
+            Ok(Some(snapshot)) => SnapshotRead::Found(snapshot),
+            Ok(None) => SnapshotRead::Missing,
+            Err(error) => SnapshotRead::Failed(error),
+        };
+        if sink.snapshot(read) {
+            range.from = version_to_sql(version.unwrap_or(0));
+        }
+    }
+    let mut last = None;
+    if range.from < range.to {
+        let mut statement = tx
+            .prepare_cached(LOAD)
+            .map_err(|e| sqlite_error(e, "prepare load"))?;
+        let mut rows = statement
+            .query(rusqlite::params![
+                range.aggregate_type,
+                range.aggregate_id.hyphenated().to_string(),
+                range.from,
+                range.to,
+                -1_i64
+            ])
+            .map_err(|e| sqlite_error(e, "load"))?;
+        while let Some(row) = rows.next().map_err(|e| sqlite_error(e, "load"))? {
+            let event = borrowed(&range, row)?;
+            last = Some(event.version);
+            if sink.event(&event).is_break() {
+                break;
+            }
+        }
+    }
+    let version = if let Some(version) = last {
+        version
+    } else {
+        let head = current_version(
+            &tx,
+            &range.aggregate_type,
+            &range.aggregate_id.hyphenated().to_string(),
+        )
+        .map_err(|e| sqlite_error(e, "load: read head"))?;
+        u64::try_from(range.to).map_or(head, |to| head.min(to))
+    };
+    Ok(Loaded::new(version))
+}
+
 impl SqliteDatabase {
     /// The first page of events in `from < version <= to`, and the head, in one call.
     async fn page(&self, range: Range) -> Result<(Vec<RawEvent>, u64), EventStoreError> {
@@ -125,6 +221,15 @@ impl Backend for SqliteDatabase {
             from: 0,
             to: version_to_sql(up_to.unwrap_or(u64::MAX)),
         };
+        // Where the load may block in place, it runs whole on one connection and the sink
+        // reads each row where it lies, with no copy; elsewhere the rows are copied out to the
+        // async side, the first page at once and the rest streamed.
+        if let Some(loaded) = self
+            .borrowing(|connection| load_in_place(connection, range.clone(), through, &mut *sink))
+            .await?
+        {
+            return loaded;
+        }
         let first = {
             let mut range = range.clone();
             self.run(move |connection| -> Result<FirstRead, EventStoreError> {

@@ -438,6 +438,27 @@ impl SqliteDatabase {
             .map_err(|e| BackendError::new("sqlite", e).context("blocking task failed"))
     }
 
+    /// Runs `f` on a pooled connection where it may borrow from the caller: inside
+    /// `block_in_place` where calls run in place, inline without a tokio runtime. `None` where
+    /// calls go to a blocking thread (`f` would have to own what it uses).
+    pub(crate) async fn borrowing<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> R,
+    ) -> Result<Option<R>, BackendError> {
+        let handle = Handle::try_current().ok();
+        if handle
+            .as_ref()
+            .is_some_and(|handle| !in_place(self.inner.blocking, handle))
+        {
+            return Ok(None);
+        }
+        let mut connection = self.connection().await?;
+        Ok(Some(match handle {
+            Some(_) => tokio::task::block_in_place(|| f(&mut connection)),
+            None => f(&mut connection),
+        }))
+    }
+
     /// Runs `f` on a pooled connection, off the async executor.
     pub(crate) async fn run<R, F>(&self, f: F) -> Result<R, BackendError>
     where

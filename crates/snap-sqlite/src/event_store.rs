@@ -70,7 +70,7 @@ const BATCH: usize = 1_024;
 /// Batches the reader thread may run ahead of the sink.
 const BATCHES_AHEAD: usize = 4;
 
-const LOAD: &str =
+pub(crate) const LOAD: &str =
     "SELECT version, event_id, event_type, payload, metadata, recorded_at FROM events
      WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version > ?3 AND version <= ?4
      ORDER BY version LIMIT ?5";
