@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
 use snap_core::{
     Backend, BoxError, Commit, Committed, DynEventStore, DynSnapshotStore, EventStore,
     EventStoreError, LoadRequest, LoadSink, Loaded, NewEvent, Payload, Snapshot, SnapshotError,
@@ -20,7 +19,7 @@ use crate::PostgresDatabase;
 use crate::database::sql;
 use crate::error::{is_disconnect, is_unique_violation, pg_error};
 use crate::jsonb::Jsonb;
-use crate::snapshot_store::{Encoded, write_history};
+use crate::snapshot_store::{Encoded, assemble, write_history};
 
 /// Events the load statement returns with the snapshot; the rest stream.
 const FIRST_PAGE: i64 = 256;
@@ -136,26 +135,13 @@ fn to_i64(version: u64) -> i64 {
 /// The snapshot of a load row (`part` 0).
 fn snapshot_of(id: Uuid, aggregate_type: &str, row: &PgRow) -> Result<Snapshot, SnapshotError> {
     let decoded = (|| -> Result<Snapshot, BoxError> {
-        let version: i64 = row.try_get(1)?;
-        let schema_version: i64 = row.try_get(7)?;
         let text: &str = row.try_get(4)?;
-        let state: Value = serde_json::from_str(text)?;
-        if !state.is_object() {
-            return Err(format!(
-                "state is a JSON {}, not an object",
-                validate::json_kind(&state)
-            )
-            .into());
-        }
-        let created_at: OffsetDateTime = row.try_get(6)?;
-        Ok(Snapshot::new(
-            id,
-            aggregate_type,
-            u64::try_from(version)?,
-            state,
-            u32::try_from(schema_version)?,
+        assemble(
+            (id, aggregate_type),
+            (row.try_get(1)?, row.try_get(7)?),
+            serde_json::from_str(text)?,
+            row.try_get(6)?,
         )
-        .with_created_at(created_at))
     })();
     decoded.map_err(|source| SnapshotError::deserialization(id, aggregate_type, source))
 }

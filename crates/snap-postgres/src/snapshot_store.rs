@@ -186,27 +186,40 @@ pub(crate) fn decode(
     row: &PgRow,
 ) -> Result<Snapshot, SnapshotError> {
     let decoded = (|| -> Result<Snapshot, BoxError> {
-        let version: i64 = row.try_get(0)?;
-        let schema_version: i64 = row.try_get(1)?;
         let Json(state): Json<Value> = row.try_get(2)?;
-        if !state.is_object() {
-            return Err(format!(
-                "state is a JSON {}, not an object",
-                validate::json_kind(&state)
-            )
-            .into());
-        }
-        let created_at: OffsetDateTime = row.try_get(3)?;
-        Ok(Snapshot::new(
-            id,
-            aggregate_type,
-            u64::try_from(version)?,
+        assemble(
+            (id, aggregate_type),
+            (row.try_get(0)?, row.try_get(1)?),
             state,
-            u32::try_from(schema_version)?,
+            row.try_get(3)?,
         )
-        .with_created_at(created_at))
     })();
     decoded.map_err(|source| SnapshotError::deserialization(id, aggregate_type, source))
+}
+
+/// A snapshot from its decoded columns: `(version, schema_version)`, the state, which must be a
+/// JSON object, and the time it was taken.
+pub(crate) fn assemble(
+    (id, aggregate_type): (Uuid, &str),
+    (version, schema_version): (i64, i64),
+    state: Value,
+    created_at: OffsetDateTime,
+) -> Result<Snapshot, BoxError> {
+    if !state.is_object() {
+        return Err(format!(
+            "state is a JSON {}, not an object",
+            validate::json_kind(&state)
+        )
+        .into());
+    }
+    Ok(Snapshot::new(
+        id,
+        aggregate_type,
+        u64::try_from(version)?,
+        state,
+        u32::try_from(schema_version)?,
+    )
+    .with_created_at(created_at))
 }
 
 #[async_trait]

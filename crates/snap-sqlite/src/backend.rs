@@ -46,6 +46,20 @@ fn text(value: rusqlite::types::ValueRef<'_>) -> Result<String, BoxError> {
     Ok(std::str::from_utf8(value.as_bytes()?)?.to_owned())
 }
 
+/// The error of an event row of `range` that could not be read.
+fn unreadable(range: &Range, row: &Row<'_>, source: BoxError) -> EventStoreError {
+    EventStoreError::Deserialization {
+        aggregate_id: range.aggregate_id,
+        aggregate_type: range.aggregate_type.clone(),
+        version: row
+            .get_ref(0)
+            .ok()
+            .and_then(|v| version_from_sql(v).ok())
+            .unwrap_or(0),
+        source,
+    }
+}
+
 fn raw(range: &Range, row: &Row<'_>) -> Result<RawEvent, EventStoreError> {
     let fields = (|| -> Result<RawEvent, BoxError> {
         Ok(RawEvent {
@@ -57,16 +71,7 @@ fn raw(range: &Range, row: &Row<'_>) -> Result<RawEvent, EventStoreError> {
             recorded_at: timestamp_from_sql(row.get_ref(5)?)?,
         })
     })();
-    fields.map_err(|source| EventStoreError::Deserialization {
-        aggregate_id: range.aggregate_id,
-        aggregate_type: range.aggregate_type.clone(),
-        version: row
-            .get_ref(0)
-            .ok()
-            .and_then(|v| version_from_sql(v).ok())
-            .unwrap_or(0),
-        source,
-    })
+    fields.map_err(|source| unreadable(range, row, source))
 }
 
 /// What the first read of a load returns: the snapshot, the first page of events after it and,
@@ -116,16 +121,7 @@ fn borrowed<'r>(range: &Range, row: &'r Row<'_>) -> Result<StoredEvent<'r>, Even
             timestamp_from_sql(row.get_ref(5)?)?,
         ))
     })();
-    fields.map_err(|source| EventStoreError::Deserialization {
-        aggregate_id: range.aggregate_id,
-        aggregate_type: range.aggregate_type.clone(),
-        version: row
-            .get_ref(0)
-            .ok()
-            .and_then(|v| version_from_sql(v).ok())
-            .unwrap_or(0),
-        source,
-    })
+    fields.map_err(|source| unreadable(range, row, source))
 }
 
 /// A whole load on one connection, in one read transaction, each row handed to the sink as it
