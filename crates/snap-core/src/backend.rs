@@ -134,6 +134,11 @@ pub struct LoadRequest<'a> {
     /// giving up on the snapshot; `None`: no limit. Backends that read both at once may
     /// ignore it.
     pub snapshot_timeout: Option<Duration>,
+    /// Whether the sink reads only each event's version and payload. A backend may then skip
+    /// the rest: [`StoredEvent::event_id`] is nil, [`StoredEvent::event_type`] empty,
+    /// [`StoredEvent::metadata`] `null` and [`StoredEvent::recorded_at`] the Unix epoch.
+    /// `false` (the default) hands every field as stored.
+    pub payload_only: bool,
 }
 
 impl<'a> LoadRequest<'a> {
@@ -145,7 +150,16 @@ impl<'a> LoadRequest<'a> {
             up_to: None,
             through_snapshot: true,
             snapshot_timeout: None,
+            payload_only: false,
         }
+    }
+
+    /// Whether the sink reads only each event's version and payload; see
+    /// [`payload_only`](Self::payload_only).
+    #[must_use]
+    pub fn payload_only(mut self, payload_only: bool) -> Self {
+        self.payload_only = payload_only;
+        self
     }
 
     /// Reads up to `version` (inclusive), through the latest snapshot at or below it.
@@ -213,7 +227,8 @@ impl Loaded {
 }
 
 /// One stored event as a load hands it over, borrowed from the row it was read from so the
-/// payload is decoded once, straight into the event type.
+/// payload is decoded once, straight into the event type. Under
+/// [`LoadRequest::payload_only`] only the version and the payload are sure to be as stored.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct StoredEvent<'a> {
@@ -249,6 +264,18 @@ impl<'a> StoredEvent<'a> {
             metadata,
             recorded_at,
         }
+    }
+
+    /// An event of a payload-only load: its version and payload, the rest left out.
+    pub fn payload_only(version: u64, payload: Payload<'a>) -> Self {
+        Self::new(
+            version,
+            Uuid::nil(),
+            "",
+            payload,
+            Payload::Text("null"),
+            OffsetDateTime::UNIX_EPOCH,
+        )
     }
 
     /// A view of a [`RecordedEvent`].

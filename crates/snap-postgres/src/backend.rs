@@ -27,11 +27,22 @@ const FIRST_PAGE: i64 = 256;
 /// The statements of the backend, built once per schema.
 #[derive(Debug)]
 pub(crate) struct BackendSql {
-    load_latest: SqlStr,
-    load_at: SqlStr,
-    load_replay: SqlStr,
-    load_rest: SqlStr,
+    // Each load statement twice: every event column, and (at index 1) payloads only.
+    load_latest: [SqlStr; 2],
+    load_at: [SqlStr; 2],
+    load_replay: [SqlStr; 2],
+    load_rest: [SqlStr; 2],
     commit_latest: SqlStr,
+}
+
+/// The event columns a load selects: all of them, or (`payload_only`) the version and the
+/// payload with the rest left NULL.
+fn event_columns(payload_only: bool) -> &'static str {
+    if payload_only {
+        "version, NULL::uuid, NULL::text, payload::text, NULL::text, NULL::timestamptz"
+    } else {
+        "version, event_id, event_type, payload::text, metadata::text, recorded_at"
+    }
 }
 
 /// One load statement: the snapshot `snap` selects (at most one row), the events after it up
@@ -40,7 +51,11 @@ pub(crate) struct BackendSql {
 /// them). Columns 1 to 6 are an event's (version, id, type, payload,
 /// metadata, time); a snapshot puts its state in the payload's place and its schema version
 /// last.
-fn load(s: &str, key: &str, snap: &str) -> SqlStr {
+fn load(s: &str, key: &str, snap: &str) -> [SqlStr; 2] {
+    [false, true].map(|payload_only| load_one(s, key, snap, event_columns(payload_only)))
+}
+
+fn load_one(s: &str, key: &str, snap: &str, events: &str) -> SqlStr {
     let head = format!("SELECT version FROM {s}.events WHERE {key} ORDER BY version DESC LIMIT 1");
     sql(format!(
         "WITH snap AS ({snap})
@@ -50,8 +65,7 @@ fn load(s: &str, key: &str, snap: &str) -> SqlStr {
                     schema_version
              FROM snap
              UNION ALL
-             (SELECT 1, version, event_id, event_type, payload::text, metadata::text,
-                     recorded_at, NULL
+             (SELECT 1, {events}, NULL
               FROM {s}.events
               WHERE {key} AND version > COALESCE((SELECT version FROM snap), 0) AND version <= $3
               ORDER BY version LIMIT $4)
@@ -87,10 +101,13 @@ impl BackendSql {
                 key,
                 &format!("SELECT {cols} FROM {s}.snapshots WHERE false"),
             ),
-            load_rest: sql(format!(
-                "SELECT version, event_id, event_type, payload::text, metadata::text, recorded_at
-                 FROM {s}.events WHERE {key} AND version > $3 AND version <= $4 ORDER BY version"
-            )),
+            load_rest: [false, true].map(|payload_only| {
+                sql(format!(
+                    "SELECT {} FROM {s}.events
+                     WHERE {key} AND version > $3 AND version <= $4 ORDER BY version",
+                    event_columns(payload_only)
+                ))
+            }),
             // The append of the event store with the snapshot upsert of the snapshot store
             // riding on it: the snapshot is written only if the events were, never over a
             // higher version, and clears history left by a store that kept more.
@@ -147,14 +164,20 @@ fn snapshot_of(id: Uuid, aggregate_type: &str, row: &PgRow) -> Result<Snapshot, 
 }
 
 /// An event row, borrowed: columns `first..first + 6` are version, id, type, payload,
-/// metadata and time.
+/// metadata and time (of which a payload-only row fills the version and the payload).
 fn event_of<'r>(
     (id, aggregate_type): (Uuid, &str),
     row: &'r PgRow,
-    first: usize,
+    (first, payload_only): (usize, bool),
 ) -> Result<StoredEvent<'r>, EventStoreError> {
     let version: i64 = row.try_get(first).unwrap_or(0);
     let decoded = (|| -> Result<StoredEvent<'r>, BoxError> {
+        if payload_only {
+            return Ok(StoredEvent::payload_only(
+                u64::try_from(version)?,
+                Payload::Text(row.try_get(first + 3)?),
+            ));
+        }
         let recorded_at: OffsetDateTime = row.try_get(first + 5)?;
         Ok(StoredEvent::new(
             u64::try_from(version)?,
@@ -205,11 +228,12 @@ impl PostgresDatabase {
     /// `last` follows the last event handed over.
     async fn stream_rest(
         &self,
-        key: (Uuid, &str),
+        (key, payload_only): ((Uuid, &str), bool),
         (last, to): (&mut u64, i64),
         sink: &mut dyn LoadSink,
     ) -> Result<(), Read> {
-        let mut rows = sqlx::query(self.sql().backend.load_rest.clone())
+        let statement = &self.sql().backend.load_rest[usize::from(payload_only)];
+        let mut rows = sqlx::query(statement.clone())
             .bind(key.1)
             .bind(key.0)
             .bind(to_i64(*last))
@@ -217,7 +241,7 @@ impl PostgresDatabase {
             .fetch(self.pool());
         while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
             let row = row.map_err(Read::Database)?;
-            let event = event_of(key, &row, 0).map_err(Read::Event)?;
+            let event = event_of(key, &row, (0, payload_only)).map_err(Read::Event)?;
             *last = event.version;
             if sink.event(&event).is_break() {
                 return Ok(());
@@ -229,7 +253,7 @@ impl PostgresDatabase {
     /// Hands the events of `rows` to the sink; returns the last version handed over, how many
     /// events there were, and whether the sink stopped.
     fn hand_rows(
-        key: (Uuid, &str),
+        (key, payload_only): ((Uuid, &str), bool),
         rows: &[PgRow],
         sink: &mut dyn LoadSink,
     ) -> Result<(Option<u64>, usize, bool), EventStoreError> {
@@ -240,7 +264,7 @@ impl PostgresDatabase {
         }
         let mut last = None;
         for row in &events {
-            let event = event_of(key, row, 1)?;
+            let event = event_of(key, row, (1, payload_only))?;
             last = Some(event.version);
             if sink.event(&event).is_break() {
                 return Ok((last, events.len(), true));
@@ -274,10 +298,11 @@ impl Backend for PostgresDatabase {
         let key = (request.aggregate_id, request.aggregate_type);
         let to = to_i64(request.up_to.unwrap_or(u64::MAX));
         let sql = &self.sql().backend;
+        let fields = usize::from(request.payload_only);
         let statement = match (request.through_snapshot, request.up_to) {
-            (false, _) => &sql.load_replay,
-            (true, None) => &sql.load_latest,
-            (true, Some(_)) => &sql.load_at,
+            (false, _) => &sql.load_replay[fields],
+            (true, None) => &sql.load_latest[fields],
+            (true, Some(_)) => &sql.load_at[fields],
         };
         let mut rows = self.load_rows(statement, key, to).await?;
         if request.through_snapshot {
@@ -297,11 +322,11 @@ impl Backend for PostgresDatabase {
             let taken = sink.snapshot(read);
             if !taken && from > 0 {
                 // The sink replays the whole stream instead: read it from the start.
-                rows = self.load_rows(&sql.load_replay, key, to).await?;
+                rows = self.load_rows(&sql.load_replay[fields], key, to).await?;
             }
         }
         let head = head_of(&rows);
-        let (mut last, count, stopped) = Self::hand_rows(key, &rows, sink)?;
+        let (mut last, count, stopped) = Self::hand_rows((key, request.payload_only), &rows, sink)?;
         drop(rows);
         if stopped {
             return Ok(Loaded::new(last.unwrap_or(0)));
@@ -310,7 +335,10 @@ impl Backend for PostgresDatabase {
             // The rest streams; after a lost connection it resumes after the last event.
             let mut attempt = 1;
             loop {
-                match self.stream_rest(key, (&mut from, to), sink).await {
+                match self
+                    .stream_rest((key, request.payload_only), (&mut from, to), sink)
+                    .await
+                {
                     Err(Read::Database(e)) if attempt < self.attempts() && is_disconnect(&e) => {
                         attempt += 1;
                     }

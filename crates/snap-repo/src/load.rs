@@ -155,10 +155,12 @@ impl<A: Aggregate> AggregateRepository<A> {
     ) -> Result<(Replay<'_, A>, Loaded), RepositoryError> {
         let snapshots = through_snapshot && self.inner.snapshots.is_some();
         let mut replay = Replay::new(self, id, FallbackReason::NoSnapshot);
+        // The sink applies payloads and checks versions; it reads nothing else of an event.
         let request = LoadRequest::new(A::TYPE, id)
             .up_to(at)
             .through_snapshot(snapshots)
-            .snapshot_timeout(self.inner.snapshot_timeout);
+            .snapshot_timeout(self.inner.snapshot_timeout)
+            .payload_only(true);
         let loaded = self.inner.backend.load(&request, &mut replay).await?;
         Ok((replay.finish()?, loaded))
     }

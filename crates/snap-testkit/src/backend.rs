@@ -1,7 +1,13 @@
 //! Cases about the load and the commit of a [`Backend`](snap_core::Backend): what a load sees
 //! while others write, and what a commit keeps when its snapshot cannot be stored.
 
-use snap_core::{EventStore, SnapshotStore};
+use std::ops::ControlFlow;
+
+use serde_json::json;
+use snap_core::{
+    Backend, EventStore, LoadRequest, LoadSink, NewEvent, RecordedEvent, SnapshotRead,
+    SnapshotStore, StoredEvent,
+};
 use snap_strategy::{SnapshotMode, Threshold};
 use uuid::Uuid;
 
@@ -85,4 +91,72 @@ pub async fn a_failing_snapshot_in_the_commit_keeps_the_events<H: RepositoryHarn
     let replayed = rig.replay::<AccountV1>().load(id).await.unwrap();
     assert_eq!(loaded.state(), replayed.state());
     assert_eq!(loaded.version(), 4);
+}
+
+/// Collects what a load hands over, as recorded events.
+struct Collect {
+    id: Uuid,
+    events: Vec<RecordedEvent>,
+}
+
+impl LoadSink for Collect {
+    fn snapshot(&mut self, _: SnapshotRead) -> bool {
+        false
+    }
+
+    fn event(&mut self, event: &StoredEvent<'_>) -> ControlFlow<()> {
+        let payload = event.payload.to_value().expect("the payload is JSON");
+        let metadata = event.metadata.to_value().expect("the metadata is JSON");
+        let new = NewEvent::new(event.event_type, payload)
+            .with_metadata(metadata)
+            .with_event_id(event.event_id);
+        self.events.push(RecordedEvent::new(
+            self.id,
+            "Account",
+            event.version,
+            new,
+            event.recorded_at,
+        ));
+        ControlFlow::Continue(())
+    }
+}
+
+/// A backend's load hands every event as its event store keeps it (id, type, payload,
+/// metadata, time), past the first page and up to a bound; a payload-only load hands the same
+/// versions and payloads.
+pub async fn a_load_hands_the_events_as_stored<H: RepositoryHarness>(h: &H) {
+    let rig = Rig::open(h, 1).await;
+    let backend = rig.stores();
+    let id = Uuid::new_v4();
+    let appended = (1..=300)
+        .map(|n| {
+            NewEvent::new("Deposited", json!({"Deposited": {"amount": n}}))
+                .with_metadata(json!({"n": n, "who": "ada"}))
+        })
+        .collect();
+    rig.events
+        .append(id, "Account", 0, appended)
+        .await
+        .expect("append");
+    let stored = rig.events.load(id, "Account", 0, None).await.expect("load");
+    for (up_to, payload_only) in [(None, false), (Some(120), false), (None, true)] {
+        let mut sink = Collect {
+            id,
+            events: Vec::new(),
+        };
+        let request = LoadRequest::new("Account", id)
+            .up_to(up_to)
+            .through_snapshot(false)
+            .payload_only(payload_only);
+        let loaded = backend.load(&request, &mut sink).await.expect("load");
+        let expected = &stored[..usize::try_from(up_to.unwrap_or(300)).unwrap_or(300)];
+        assert_eq!(loaded.version, expected.len() as u64, "{request:?}");
+        if payload_only {
+            let got: Vec<_> = sink.events.iter().map(|e| (e.version, &e.payload)).collect();
+            let want: Vec<_> = expected.iter().map(|e| (e.version, &e.payload)).collect();
+            assert_eq!(got, want, "{request:?}");
+        } else {
+            assert_eq!(sink.events, expected, "{request:?}");
+        }
+    }
 }

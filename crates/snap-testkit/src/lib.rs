@@ -324,6 +324,7 @@ macro_rules! repository_conformance {
         $crate::__async_cases!(backend, RepositoryHarness, $harness;
             a_load_during_appends_equals_a_replay_at_its_version,
             a_failing_snapshot_in_the_commit_keeps_the_events,
+            a_load_hands_the_events_as_stored,
         );
 
         $crate::__async_cases!(hardening, RepositoryHarness, $harness;
