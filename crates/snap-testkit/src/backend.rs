@@ -152,7 +152,11 @@ pub async fn a_load_hands_the_events_as_stored<H: RepositoryHarness>(h: &H) {
         let expected = &stored[..usize::try_from(up_to.unwrap_or(300)).unwrap_or(300)];
         assert_eq!(loaded.version, expected.len() as u64, "{request:?}");
         if payload_only {
-            let got: Vec<_> = sink.events.iter().map(|e| (e.version, &e.payload)).collect();
+            let got: Vec<_> = sink
+                .events
+                .iter()
+                .map(|e| (e.version, &e.payload))
+                .collect();
             let want: Vec<_> = expected.iter().map(|e| (e.version, &e.payload)).collect();
             assert_eq!(got, want, "{request:?}");
         } else {
