@@ -1,4 +1,4 @@
-//! Cases about the load and the commit of a [`Backend`](snap_core::Backend): what a load sees
+//! Cases about the load and the commit of a [`Backend`]: what a load sees
 //! while others write, and what a commit keeps when its snapshot cannot be stored.
 
 use std::ops::ControlFlow;
