@@ -193,7 +193,7 @@ async fn sync_mode(stores: &Stores) -> Result<Uuid, Error> {
 async fn background_mode(stores: &Stores) -> Result<(), Error> {
     let repo = stores
         .repo::<Account>()
-        .policy(create_snapshot_strategy("background".parse()?, 50)?)
+        .policy(create_snapshot_strategy("background", 50)?)
         .build()?;
     let id = open_account(&repo, "Grace", 500, 1).await?;
     let pending = repo.pending_snapshot_count();

@@ -99,3 +99,30 @@ async fn shared_stores_in_a_pair_are_kept_as_they_are() {
         Some(4)
     );
 }
+
+#[tokio::test]
+async fn the_factory_and_the_threshold_speak_as_the_reference_library_does() {
+    let policy = create_snapshot_strategy("sync", Some(4)).expect("a policy");
+    let repo = AggregateRepository::<Counter>::builder(InMemoryDatabase::new())
+        .policy(policy)
+        .build()
+        .expect("a repository");
+    assert_eq!(repo.snapshot_threshold(), Some(4));
+    assert_eq!(repo.snapshot_mode(), SnapshotMode::Sync);
+    let id = Uuid::new_v4();
+    fill(&repo, id, 9).await;
+    assert_eq!(repo.stats().snapshots_written, 2, "at 4 and 8");
+
+    let manual = AggregateRepository::<Counter>::builder(InMemoryDatabase::new())
+        .policy(create_snapshot_strategy("background", None).expect("a policy"))
+        .build()
+        .expect("a repository");
+    assert_eq!(manual.snapshot_threshold(), None);
+    fill(&manual, id, 9).await;
+    assert_eq!(
+        manual.stats().snapshots_written,
+        0,
+        "no threshold: only on request"
+    );
+    assert!(create_snapshot_strategy("eventually", 10).is_err());
+}

@@ -575,6 +575,12 @@ impl<A: Aggregate> AggregateRepository<A> {
         &self.inner.strategy
     }
 
+    /// The number of events between snapshots, when the strategy has a fixed one
+    /// ([`Threshold`]); `None` for the other strategies.
+    pub fn snapshot_threshold(&self) -> Option<u64> {
+        self.inner.strategy.threshold()
+    }
+
     /// The backend.
     pub fn backend(&self) -> &Arc<DynBackend> {
         &self.inner.backend

@@ -20,7 +20,7 @@ mod mode;
 mod strategy;
 
 pub use background::{BackgroundConfig, BackgroundSnapshotter, BackgroundStats, Scheduled};
-pub use mode::{SnapshotMode, SnapshotPolicy, create_snapshot_strategy};
+pub use mode::{IntoSnapshotMode, SnapshotMode, SnapshotPolicy, create_snapshot_strategy};
 pub use strategy::{
     Hybrid, Never, ReplayBudget, ReplayCost, SnapshotContext, SnapshotStrategy, StrategyError,
     Threshold,

@@ -88,29 +88,59 @@ impl SnapshotPolicy {
     }
 }
 
-/// The policy for a mode and a threshold, as in the reference library: `Sync` and
-/// `Background` snapshot every `threshold` events ([`Threshold`]), `Manual` never snapshots by
-/// itself ([`Never`]; the threshold is not used). A threshold of 0 is an error for the
-/// automatic modes.
+/// A snapshot mode as [`create_snapshot_strategy`] takes it: a [`SnapshotMode`], or its name
+/// (`"sync"`, `"background"`, `"manual"`, as configuration files and the reference library
+/// spell it).
+pub trait IntoSnapshotMode {
+    /// The mode, or [`StrategyError::UnknownMode`].
+    fn into_snapshot_mode(self) -> Result<SnapshotMode, StrategyError>;
+}
+
+impl IntoSnapshotMode for SnapshotMode {
+    fn into_snapshot_mode(self) -> Result<SnapshotMode, StrategyError> {
+        Ok(self)
+    }
+}
+
+impl IntoSnapshotMode for &str {
+    fn into_snapshot_mode(self) -> Result<SnapshotMode, StrategyError> {
+        self.parse()
+    }
+}
+
+impl IntoSnapshotMode for String {
+    fn into_snapshot_mode(self) -> Result<SnapshotMode, StrategyError> {
+        self.parse()
+    }
+}
+
+/// The policy for a mode and an optional threshold, as in the reference library: `Sync` and
+/// `Background` snapshot every `threshold` events ([`Threshold`]); without a threshold, or in
+/// `Manual` mode, nothing snapshots by itself ([`Never`]), only explicit `create_snapshot`
+/// calls. The mode may be given by name. A threshold of 0 is an error for the automatic modes.
 ///
 /// ```
 /// use snap_strategy::{create_snapshot_strategy, SnapshotMode};
 ///
-/// let policy = create_snapshot_strategy("background".parse()?, 100)?;
+/// let policy = create_snapshot_strategy("background", 100)?;
 /// assert_eq!(policy.mode(), SnapshotMode::Background);
+/// assert_eq!(policy.strategy().threshold(), Some(100));
+/// let manual = create_snapshot_strategy(SnapshotMode::Sync, None)?;
+/// assert_eq!(manual.strategy().threshold(), None);
 /// assert!(create_snapshot_strategy(SnapshotMode::Sync, 0).is_err());
-/// assert!("eventually".parse::<SnapshotMode>().is_err());
+/// assert!(create_snapshot_strategy("eventually", 10).is_err());
 /// # Ok::<(), snap_strategy::StrategyError>(())
 /// ```
 pub fn create_snapshot_strategy(
-    mode: SnapshotMode,
-    threshold: u64,
+    mode: impl IntoSnapshotMode,
+    threshold: impl Into<Option<u64>>,
 ) -> Result<SnapshotPolicy, StrategyError> {
-    match mode {
-        SnapshotMode::Sync | SnapshotMode::Background => {
+    let mode = mode.into_snapshot_mode()?;
+    match (mode, threshold.into()) {
+        (SnapshotMode::Sync | SnapshotMode::Background, Some(threshold)) => {
             SnapshotPolicy::new(Threshold(threshold), mode)
         }
-        SnapshotMode::Manual => SnapshotPolicy::new(Never, mode),
+        _ => SnapshotPolicy::new(Never, mode),
     }
 }
 
@@ -146,5 +176,26 @@ mod tests {
         let manual = create_snapshot_strategy(SnapshotMode::Manual, 0).unwrap();
         assert_eq!(format!("{:?}", manual.strategy()), "Never");
         assert!(create_snapshot_strategy(SnapshotMode::Background, 0).is_err());
+    }
+
+    #[test]
+    fn the_factory_takes_mode_names_and_an_optional_threshold() {
+        let named = create_snapshot_strategy(" Background ", Some(25)).unwrap();
+        assert_eq!(named.mode(), SnapshotMode::Background);
+        assert_eq!(named.strategy().threshold(), Some(25));
+        let owned = create_snapshot_strategy(String::from("sync"), 7).unwrap();
+        assert_eq!(
+            (owned.mode(), owned.strategy().threshold()),
+            (SnapshotMode::Sync, Some(7))
+        );
+        let without = create_snapshot_strategy("sync", None).unwrap();
+        assert_eq!(format!("{:?}", without.strategy()), "Never");
+        assert_eq!(without.mode(), SnapshotMode::Sync);
+        let manual = create_snapshot_strategy("manual", Some(50)).unwrap();
+        assert_eq!(format!("{:?}", manual.strategy()), "Never");
+        assert_eq!(
+            create_snapshot_strategy("async", 10).unwrap_err(),
+            StrategyError::UnknownMode("async".into())
+        );
     }
 }

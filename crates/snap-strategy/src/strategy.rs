@@ -128,6 +128,12 @@ pub trait SnapshotStrategy: Send + Sync + Debug + 'static {
     fn validate(&self) -> Result<(), StrategyError> {
         Ok(())
     }
+
+    /// The fixed number of events between snapshots, for a strategy that has one
+    /// ([`Threshold`]); `None` otherwise.
+    fn threshold(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Snapshot whenever a save crosses a multiple of `n`: versions `n`, `2n`, `3n`, ... A save
@@ -148,6 +154,10 @@ impl SnapshotStrategy for Threshold {
             });
         }
         Ok(())
+    }
+
+    fn threshold(&self) -> Option<u64> {
+        Some(self.0)
     }
 }
 
