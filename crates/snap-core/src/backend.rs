@@ -224,6 +224,12 @@ impl Loaded {
     pub fn new(version: u64) -> Self {
         Self { version }
     }
+
+    /// A load that handed over no event and saw the stream's head at `head`: the head, capped
+    /// at the request's `up_to`.
+    pub fn at_head(head: u64, up_to: Option<u64>) -> Self {
+        Self::new(up_to.map_or(head, |up_to| head.min(up_to)))
+    }
 }
 
 /// One stored event as a load hands it over, borrowed from the row it was read from so the

@@ -102,7 +102,7 @@ impl Backend for InMemoryDatabase {
                 break;
             }
         }
-        Ok(Loaded::new(last.unwrap_or(head.min(up_to))))
+        Ok(last.map_or_else(|| Loaded::at_head(head, Some(up_to)), Loaded::new))
     }
 
     async fn commit(&self, commit: Commit) -> Result<Committed, EventStoreError> {

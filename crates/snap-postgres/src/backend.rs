@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::PostgresDatabase;
-use crate::database::sql;
+use crate::database::{append_ctes, head, sql};
 use crate::error::{is_disconnect, is_unique_violation, pg_error};
 use crate::jsonb::Jsonb;
 use crate::snapshot_store::{Encoded, assemble, write_history};
@@ -56,7 +56,7 @@ fn load(s: &str, key: &str, snap: &str) -> [SqlStr; 2] {
 }
 
 fn load_one(s: &str, key: &str, snap: &str, events: &str) -> SqlStr {
-    let head = format!("SELECT version FROM {s}.events WHERE {key} ORDER BY version DESC LIMIT 1");
+    let head = head(s);
     sql(format!(
         "WITH snap AS ({snap})
          SELECT * FROM (
@@ -112,17 +112,7 @@ impl BackendSql {
             // riding on it: the snapshot is written only if the events were, never over a
             // higher version, and clears history left by a store that kept more.
             commit_latest: sql(format!(
-                "WITH head AS (SELECT COALESCE((SELECT version FROM {s}.events WHERE {key}
-                                                ORDER BY version DESC LIMIT 1), 0) AS version),
-                      inserted AS (
-                          INSERT INTO {s}.events
-                              (aggregate_type, aggregate_id, version, event_id, event_type, payload, metadata)
-                          SELECT $1, $2, head.version + e.ord, e.event_id, e.event_type, e.payload, e.metadata
-                          FROM head,
-                               UNNEST($4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[])
-                                   WITH ORDINALITY AS e(event_id, event_type, payload, metadata, ord)
-                          WHERE head.version = $3
-                          RETURNING 1),
+                "{},
                       saved AS (
                           INSERT INTO {s}.snapshots (aggregate_type, aggregate_id, {cols})
                           SELECT $1, $2, $8, $9, $10, $11
@@ -139,7 +129,8 @@ impl BackendSql {
                       cleared AS (
                           DELETE FROM {s}.snapshot_history
                           WHERE {key} AND EXISTS (SELECT 1 FROM saved))
-                 SELECT head.version, (SELECT count(*) FROM inserted) FROM head"
+                 SELECT head.version, (SELECT count(*) FROM inserted) FROM head",
+                append_ctes(s)
             )),
         }
     }
@@ -349,8 +340,7 @@ impl Backend for PostgresDatabase {
             }
             last = Some(from);
         }
-        let version = last.unwrap_or_else(|| request.up_to.map_or(head, |up_to| head.min(up_to)));
-        Ok(Loaded::new(version))
+        Ok(last.map_or_else(|| Loaded::at_head(head, request.up_to), Loaded::new))
     }
 
     async fn commit(&self, commit: Commit) -> Result<Committed, EventStoreError> {
@@ -373,7 +363,6 @@ impl Backend for PostgresDatabase {
                 let written = match refused {
                     Some(Err(error)) => SnapshotWrite::Failed(error.into()),
                     Some(Ok(snapshot)) => match PostgresDatabase::snapshot_store(self)
-                        .keep_history(self.keep)
                         .save_snapshot(&snapshot)
                         .await
                     {

@@ -323,26 +323,41 @@ fn list_ids(s: &str, after: &str) -> String {
     )
 }
 
+/// The head of the stream `$1`/`$2` by a backward probe of the primary key. Not
+/// `MAX(version)`: a plan cached while the stream was short may compute that by reading every
+/// row of the stream.
+pub(crate) fn head(s: &str) -> String {
+    format!("SELECT version FROM {s}.events WHERE {KEY} ORDER BY version DESC LIMIT 1")
+}
+
+/// The `head` and `inserted` parts of an append's `WITH` clause: the events `$4..$7` inserted
+/// after the head only if the stream is at `$3`. The append selects from them; the backend's
+/// commit adds its snapshot upsert to them.
+pub(crate) fn append_ctes(s: &str) -> String {
+    let head = head(s);
+    format!(
+        "WITH head AS (SELECT COALESCE(({head}), 0) AS version),
+              inserted AS (
+                  INSERT INTO {s}.events
+                      (aggregate_type, aggregate_id, version, event_id, event_type, payload, metadata)
+                  SELECT $1, $2, head.version + e.ord, e.event_id, e.event_type, e.payload, e.metadata
+                  FROM head,
+                       UNNEST($4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[])
+                           WITH ORDINALITY AS e(event_id, event_type, payload, metadata, ord)
+                  WHERE head.version = $3
+                  RETURNING 1)"
+    )
+}
+
 impl EventSql {
     fn new(s: &str) -> Self {
         let key = KEY;
-        // The head by a backward probe of the primary key. Not `MAX(version)`: a plan cached
-        // while the stream was short may compute that by reading every row of the stream.
-        let head =
-            format!("SELECT version FROM {s}.events WHERE {key} ORDER BY version DESC LIMIT 1");
+        let head = head(s);
         Self {
             append: sql(format!(
-                "WITH head AS (SELECT COALESCE(({head}), 0) AS version),
-                      inserted AS (
-                          INSERT INTO {s}.events
-                              (aggregate_type, aggregate_id, version, event_id, event_type, payload, metadata)
-                          SELECT $1, $2, head.version + e.ord, e.event_id, e.event_type, e.payload, e.metadata
-                          FROM head,
-                               UNNEST($4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[])
-                                   WITH ORDINALITY AS e(event_id, event_type, payload, metadata, ord)
-                          WHERE head.version = $3
-                          RETURNING 1)
-                 SELECT head.version, (SELECT count(*) FROM inserted) FROM head"
+                "{}
+                 SELECT head.version, (SELECT count(*) FROM inserted) FROM head",
+                append_ctes(s)
             )),
             load: sql(format!(
                 "SELECT version, event_id, event_type, payload, metadata, recorded_at FROM {s}.events

@@ -113,13 +113,10 @@ impl Backend for StorePair {
                     .into(),
             });
         }
-        let version = if let Some(version) = last {
-            version
-        } else {
-            let head = self.events.current_version(id, ty).await?;
-            request.up_to.map_or(head, |up_to| head.min(up_to))
-        };
-        Ok(Loaded::new(version))
+        Ok(match last {
+            Some(version) => Loaded::new(version),
+            None => Loaded::at_head(self.events.current_version(id, ty).await?, request.up_to),
+        })
     }
 
     async fn commit(&self, commit: Commit) -> Result<Committed, EventStoreError> {

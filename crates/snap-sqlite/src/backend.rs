@@ -205,18 +205,16 @@ fn load_in_place(
             }
         }
     }
-    let version = if let Some(version) = last {
-        version
-    } else {
-        let head = current_version(
-            &tx,
-            &range.aggregate_type,
-            &range.aggregate_id.hyphenated().to_string(),
-        )
-        .map_err(|e| sqlite_error(e, "load: read head"))?;
-        u64::try_from(range.to).map_or(head, |to| head.min(to))
-    };
-    Ok(Loaded::new(version))
+    if let Some(version) = last {
+        return Ok(Loaded::new(version));
+    }
+    let head = current_version(
+        &tx,
+        &range.aggregate_type,
+        &range.aggregate_id.hyphenated().to_string(),
+    )
+    .map_err(|e| sqlite_error(e, "load: read head"))?;
+    Ok(Loaded::at_head(head, u64::try_from(range.to).ok()))
 }
 
 impl SqliteDatabase {
@@ -323,8 +321,7 @@ impl Backend for SqliteDatabase {
             })
             .await?;
         }
-        let version = last.unwrap_or_else(|| up_to.map_or(head, |up_to| head.min(up_to)));
-        Ok(Loaded::new(version))
+        Ok(last.map_or_else(|| Loaded::at_head(head, up_to), Loaded::new))
     }
 
     async fn commit(&self, commit: Commit) -> Result<Committed, EventStoreError> {
