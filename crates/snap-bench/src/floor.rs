@@ -167,6 +167,18 @@ impl Floor {
         }
     }
 
+    /// Brings the database to the same starting point before a timed write: on SQLite the
+    /// write-ahead log is checkpointed and emptied, so no write pays for the pages of the one
+    /// before it (SQLite checkpoints inside whichever commit crosses its threshold).
+    pub(crate) fn settle(&mut self) -> Result<(), String> {
+        match self {
+            Self::Sqlite(connection) => connection
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(err),
+            Self::Postgres(..) => Ok(()),
+        }
+    }
+
     /// Inserts `events` as a new stream `id` by the driver alone: one transaction of prepared
     /// INSERTs on SQLite, one `UNNEST` INSERT on PostgreSQL. The least a save of them costs.
     pub(crate) async fn insert(

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 mod aggregate;
 mod chart;
+mod commit_floor;
 mod floor;
 mod head;
 mod measure;

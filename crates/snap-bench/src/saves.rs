@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::Config;
 use crate::aggregate::{BenchAccount, deposit, sample_state};
+use crate::commit_floor::BareStream;
 use crate::floor::Floor;
 use crate::measure::Samples;
 use crate::report::{Rate, Report, Row, Section, Target};
@@ -39,6 +40,7 @@ pub(crate) async fn save_rows(
     config: &Config,
     report: &mut Report,
     native: &Arc<DynBackend>,
+    mut floor: Option<&mut Floor>,
     targets: &SaveTargets,
 ) -> Result<(), String> {
     let modes = [
@@ -54,6 +56,7 @@ pub(crate) async fn save_rows(
         .snapshot_store()
         .ok_or_else(|| format!("{backend}: the backend keeps no snapshots"))?;
     let mut without = None;
+    let mut bare_without = None;
     for (name, snapshot, mode) in modes {
         let builder = AggregateRepository::<BenchAccount>::builder(Arc::clone(native)).mode(mode);
         let repo = if snapshot {
@@ -74,9 +77,29 @@ pub(crate) async fn save_rows(
         root.record(deposit(6));
         repo.save(&mut root).await.map_err(err)?;
         let mut samples = Samples::default();
+        // The bare commits of the same shape, interleaved, so drift hits both alike.
+        let mut bare = (mode == SnapshotMode::Sync)
+            .then(BareStream::new)
+            .transpose()?
+            .zip(floor.as_deref_mut())
+            .map(|(stream, floor)| (stream, floor, Samples::default()));
         for n in 0..config.samples(probe.elapsed()).min(2_000) {
             root.record(deposit(n as u64));
             samples.time(repo.save(&mut root)).await.map_err(err)?;
+            if let Some((stream, floor, bare)) = bare.as_mut() {
+                bare.time(stream.commit(floor, snapshot)).await?;
+            }
+        }
+        if let Some((_, _, bare)) = bare {
+            let floor_row = Row::new(backend, format!("floor: {}", bare_name(snapshot)), &bare);
+            let floor_row = match bare_without {
+                None => {
+                    bare_without = Some(bare.median());
+                    floor_row
+                }
+                Some(median) => floor_row.against(bare_name(false), median),
+            };
+            report.add(Section::Saves, floor_row);
         }
         repo.await_pending_snapshots().await;
         // The snapshots written are the state of the stream's head.
@@ -108,6 +131,15 @@ pub(crate) async fn save_rows(
     Ok(())
 }
 
+/// What the bare commit of a one-event save is called, with or without the snapshot row.
+fn bare_name(snapshot: bool) -> &'static str {
+    if snapshot {
+        "bare commit: 1 event + snapshot row"
+    } else {
+        "bare commit: 1 event"
+    }
+}
+
 /// One save of [`BIG`] events through the repository on the backend, and the same rows
 /// inserted by the driver alone on the floor's connection, in alternating rounds.
 pub(crate) async fn big_save_rows(
@@ -131,6 +163,9 @@ pub(crate) async fn big_save_rows(
         for n in 1..=BIG {
             root.record(deposit(n));
         }
+        if let Some(floor) = floor.as_deref_mut() {
+            floor.settle()?;
+        }
         let version = ours.time(repo.save(&mut root)).await.map_err(err)?;
         assert_eq!(version, BIG, "one save appends them all");
         if let Some(floor) = floor.as_deref_mut() {
@@ -138,6 +173,7 @@ pub(crate) async fn big_save_rows(
                 .iter()
                 .map(|e| e.clone().with_event_id(Uuid::new_v4()))
                 .collect::<Vec<_>>();
+            floor.settle()?;
             bare.time(floor.insert(Uuid::new_v4(), &fresh)).await?;
         }
     }

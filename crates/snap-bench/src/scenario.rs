@@ -255,7 +255,15 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         with_floor(Row::new(backend, "append 100 events in one call", &append)),
     );
 
-    save_rows(backend, config, report, native, &targets.saves).await?;
+    save_rows(
+        backend,
+        config,
+        report,
+        native,
+        floor.as_mut().map(|(_, f)| &mut **f),
+        &targets.saves,
+    )
+    .await?;
     big_save_rows(
         backend,
         config,

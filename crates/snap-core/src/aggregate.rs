@@ -260,9 +260,15 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// encoded when they were recorded (so their ids stay the same from one save attempt to
     /// the next), or why one of them cannot be stored.
     pub fn uncommitted_as_new_events(&self) -> Result<Vec<NewEvent>, EncodeError> {
+        self.new_events().map(<[NewEvent]>::to_vec)
+    }
+
+    /// The uncommitted events as a commit takes them, borrowed: what
+    /// [`uncommitted_as_new_events`](Self::uncommitted_as_new_events) gives, without a copy.
+    pub fn new_events(&self) -> Result<&[NewEvent], EncodeError> {
         match &self.unencodable {
             Some(error) => Err(error.clone()),
-            None => Ok(self.encoded.clone()),
+            None => Ok(&self.encoded),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The [`Backend`] trait: one database handle that loads a stream through its snapshot in one
 //! read and commits events with their snapshot in one transaction.
 
+use std::borrow::Cow;
 use std::fmt::Debug;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -51,7 +52,7 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// Appends the commit's events at its expected version and, in the same transaction, saves
     /// its snapshot if it has one. A version conflict is [`EventStoreError::Concurrency`] and
     /// writes nothing.
-    async fn commit(&self, commit: Commit) -> Result<Committed, EventStoreError>;
+    async fn commit(&self, commit: Commit<'_>) -> Result<Committed, EventStoreError>;
 
     /// The events as a plain [`EventStore`](crate::EventStore), on the same data.
     fn event_store(&self) -> Arc<DynEventStore>;
@@ -74,7 +75,7 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
         (**self).load(request, sink).await
     }
 
-    async fn commit(&self, commit: Commit) -> Result<Committed, EventStoreError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<Committed, EventStoreError> {
         (**self).commit(commit).await
     }
 
@@ -328,15 +329,16 @@ impl Payload<'_> {
 /// they lead to, to store in the same transaction.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct Commit {
+pub struct Commit<'a> {
     /// The aggregate's type.
     pub aggregate_type: String,
     /// The aggregate.
     pub aggregate_id: Uuid,
     /// The version the stream must be at (0 for a new aggregate).
     pub expected_version: u64,
-    /// The events to append.
-    pub events: Vec<NewEvent>,
+    /// The events to append, borrowed from the aggregate that recorded them when the caller
+    /// keeps them (the repository does, for a retry after a failed save).
+    pub events: Cow<'a, [NewEvent]>,
     /// The snapshot to save with them, at `expected_version + events.len()`.
     pub snapshot: Option<Snapshot>,
     /// How long a snapshot write that is separate from the append may take before it counts
@@ -344,19 +346,20 @@ pub struct Commit {
     pub snapshot_timeout: Option<Duration>,
 }
 
-impl Commit {
-    /// Events to append at `expected_version`, without a snapshot.
+impl<'a> Commit<'a> {
+    /// Events to append at `expected_version`, without a snapshot: a `Vec` or a borrowed
+    /// slice.
     pub fn new(
         aggregate_type: impl Into<String>,
         aggregate_id: Uuid,
         expected_version: u64,
-        events: Vec<NewEvent>,
+        events: impl Into<Cow<'a, [NewEvent]>>,
     ) -> Self {
         Self {
             aggregate_type: aggregate_type.into(),
             aggregate_id,
             expected_version,
-            events,
+            events: events.into(),
             snapshot: None,
             snapshot_timeout: None,
         }

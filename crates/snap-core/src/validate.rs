@@ -66,33 +66,36 @@ pub fn version(field: &'static str, value: u64) -> Result<(), InvalidInput> {
 /// [`MAX_JSON_DEPTH`] levels, and no NUL character in a string or key (PostgreSQL's JSONB
 /// cannot hold one).
 pub fn json(field: &'static str, value: &Value) -> Result<(), InvalidInput> {
-    let limit = MAX_JSON_DEPTH + 1;
-    let mut stack = vec![(value, 0usize)];
-    // Iterative, so a hostile value cannot overflow the stack here.
-    while let Some((value, depth)) = stack.pop() {
-        match value {
-            Value::String(text) if text.contains('\0') => {
-                return Err(InvalidInput::ContainsNul { field });
+    json_at(field, value, 0)
+}
+
+/// [`json`] for a value at `depth`. Recursive without a heap stack: the depth check comes
+/// before each descent, so the recursion is at most [`MAX_JSON_DEPTH`] deep even for a hostile
+/// value.
+fn json_at(field: &'static str, value: &Value, depth: usize) -> Result<(), InvalidInput> {
+    match value {
+        Value::String(text) if text.contains('\0') => Err(InvalidInput::ContainsNul { field }),
+        Value::Array(items) => {
+            if depth + 1 > MAX_JSON_DEPTH {
+                return Err(too_deep(field, depth + 1));
             }
-            Value::Array(items) => {
-                if depth + 1 >= limit {
-                    return Err(too_deep(field, depth + 1));
-                }
-                stack.extend(items.iter().map(|child| (child, depth + 1)));
+            items
+                .iter()
+                .try_for_each(|child| json_at(field, child, depth + 1))
+        }
+        Value::Object(map) => {
+            if depth + 1 > MAX_JSON_DEPTH {
+                return Err(too_deep(field, depth + 1));
             }
-            Value::Object(map) => {
-                if depth + 1 >= limit {
-                    return Err(too_deep(field, depth + 1));
-                }
-                if map.keys().any(|key| key.contains('\0')) {
+            map.iter().try_for_each(|(key, child)| {
+                if key.contains('\0') {
                     return Err(InvalidInput::ContainsNul { field });
                 }
-                stack.extend(map.values().map(|child| (child, depth + 1)));
-            }
-            _ => {}
+                json_at(field, child, depth + 1)
+            })
         }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn too_deep(field: &'static str, depth: usize) -> InvalidInput {

@@ -105,7 +105,7 @@ impl Backend for InMemoryDatabase {
         Ok(last.map_or_else(|| Loaded::at_head(head, Some(up_to)), Loaded::new))
     }
 
-    async fn commit(&self, commit: Commit) -> Result<Committed, EventStoreError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<Committed, EventStoreError> {
         let Commit {
             aggregate_type,
             aggregate_id,
@@ -115,6 +115,7 @@ impl Backend for InMemoryDatabase {
             ..
         } = commit;
         validate::append(&aggregate_type, expected_version, &events)?;
+        let events = events.into_owned();
         let mut streams = self.events.lock();
         let version = append_to(
             &mut streams,

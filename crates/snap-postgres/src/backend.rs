@@ -343,7 +343,7 @@ impl Backend for PostgresDatabase {
         Ok(last.map_or_else(|| Loaded::at_head(head, request.up_to), Loaded::new))
     }
 
-    async fn commit(&self, commit: Commit) -> Result<Committed, EventStoreError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<Committed, EventStoreError> {
         let Commit {
             aggregate_type,
             aggregate_id,
@@ -358,7 +358,12 @@ impl Backend for PostgresDatabase {
             refused => {
                 // Nothing to ride on, or nothing valid to write: the append alone.
                 let version = events_store
-                    .append(aggregate_id, &aggregate_type, expected_version, events)
+                    .append(
+                        aggregate_id,
+                        &aggregate_type,
+                        expected_version,
+                        events.into_owned(),
+                    )
                     .await?;
                 let written = match refused {
                     Some(Err(error)) => SnapshotWrite::Failed(error.into()),
@@ -392,7 +397,12 @@ impl Backend for PostgresDatabase {
             // the events go in alone, and the snapshot is reported failed.
             Err(error) if !is_unique_violation(&error) && !is_disconnect(&error) => {
                 let version = events_store
-                    .append(aggregate_id, &aggregate_type, expected_version, events)
+                    .append(
+                        aggregate_id,
+                        &aggregate_type,
+                        expected_version,
+                        events.into_owned(),
+                    )
                     .await?;
                 let failed = SnapshotError::from(pg_error(error, "snapshot in the commit"));
                 Ok(Committed::new(version, SnapshotWrite::Failed(failed)))

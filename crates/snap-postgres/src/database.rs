@@ -16,11 +16,18 @@ use crate::{PostgresEventStore, PostgresSnapshotStore};
 
 /// The schema, one embedded SQL file per version, applied in order by
 /// [`PostgresDatabase::migrate`].
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "lean snapshot indexes",
+        include_str!("../../../migrations/postgres/0002_lean_snapshot_indexes.sql"),
+    ),
+];
 
 /// The schema the tables go in when none is named.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -215,10 +222,14 @@ impl SnapshotSql {
                      ORDER BY version DESC LIMIT 1)
                  ) AS found ORDER BY version DESC LIMIT 1"
             )),
+            // A snapshot written on its own is a cache of the events: its commit does not wait
+            // for the WAL flush (`synchronous_commit` off for this transaction only). A server
+            // crash may lose it, never half of it, and never anything committed before it.
             save_latest: sql(format!(
-                "WITH saved AS (
+                "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
+                 saved AS (
                      INSERT INTO {s}.snapshots (aggregate_type, aggregate_id, {cols})
-                     SELECT $1, $2, $3, $4, $5, $6
+                     SELECT $1, $2, $3, $4, $5, $6 FROM relaxed
                      WHERE NOT EXISTS (SELECT 1 FROM {s}.snapshot_history WHERE {key} AND version > $3)
                      ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET
                          version = EXCLUDED.version,
@@ -472,6 +483,23 @@ impl PostgresDatabase {
     /// again, and from several processes at once: sqlx's migrator holds an advisory lock
     /// while it works. The migration history is kept per schema.
     pub async fn migrate(&self) -> Result<(), BackendError> {
+        self.migrate_to(MIGRATIONS.len() as i64).await
+    }
+
+    /// Applies the schema migrations up to `version` (1 is the first of [`MIGRATIONS`]), for
+    /// an operator who moves a database one step at a time. A schema already past `version`
+    /// is left as it is (migrations only go forward); a `version` beyond the last is an error.
+    pub async fn migrate_to(&self, version: i64) -> Result<(), BackendError> {
+        if !MIGRATIONS.iter().any(|(v, ..)| *v == version) {
+            return Err(BackendError::new(
+                "postgres",
+                format!(
+                    "no schema version {version}: the versions are 1 to {}",
+                    MIGRATIONS.len()
+                ),
+            )
+            .context("migrate"));
+        }
         let schema = self.inner.schema.clone();
         let mut migrator = Migrator::with_migrations(
             MIGRATIONS
@@ -506,7 +534,7 @@ impl PostgresDatabase {
         // `run_direct` is what `Migrator::run` calls; calling it straight avoids the
         // "Acquire is not general enough" error that `run` gives inside a `Send` future.
         let outcome = migrator
-            .run_direct(None, &mut connection, false)
+            .run_direct(Some(version), &mut connection, false)
             .await
             .map_err(|e| BackendError::new("postgres", e).context("migrate"));
         let _ = connection.close().await;

@@ -91,6 +91,10 @@ impl PostgresSnapshotStore {
     ) -> Result<(), sqlx::Error> {
         let mut connection = self.database.pool().acquire().await?;
         let mut tx = connection.begin().await?;
+        // A cache of the events, as in the one-statement save: no wait for the WAL flush.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
         write_history(&self.database, &mut tx, snapshot, row, self.keep).await?;
         tx.commit().await
     }

@@ -10,7 +10,7 @@ use serde_json::json;
 use snap_core::{
     EventStore, EventStoreError, InvalidInput, NewEvent, Snapshot, SnapshotError, SnapshotStore,
 };
-use snap_postgres::validate_schema_name;
+use snap_postgres::{MIGRATIONS, validate_schema_name};
 use support::PgHarness;
 use uuid::Uuid;
 
@@ -163,7 +163,10 @@ async fn migrate_twice_and_from_two_tasks_at_once() {
     first.unwrap().unwrap();
     second.unwrap().unwrap();
     database.migrate().await.unwrap();
-    assert_eq!(database.schema_version().await.unwrap(), 1);
+    assert_eq!(
+        database.schema_version().await.unwrap(),
+        MIGRATIONS.len() as i64
+    );
     let id = Uuid::new_v4();
     database
         .snapshot_store()
@@ -525,5 +528,40 @@ async fn a_snapshot_that_fails_inside_the_commit_keeps_the_events() {
             .await
             .unwrap();
         assert_eq!((loaded.version(), loaded.state()), (2, replayed.state()));
+    }
+}
+
+/// A snapshot written on its own commits without waiting for the WAL flush, for its own
+/// transaction only: the connection goes back to the pool with the server's setting, so the
+/// appends that follow on it still wait for theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relaxed_snapshot_write_leaves_the_connection_durable() {
+    let harness = PgHarness::new();
+    if harness.is_unavailable() {
+        return;
+    }
+    for keep in [1, 3] {
+        let database = harness
+            .options()
+            .max_connections(1)
+            .connect()
+            .await
+            .unwrap()
+            .keep_history(keep);
+        let id = Uuid::new_v4();
+        for version in 1..=3 {
+            database
+                .snapshot_store()
+                .save_snapshot(&snapshot(id, version))
+                .await
+                .unwrap();
+        }
+        let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(database.pool())
+            .await
+            .unwrap();
+        assert_eq!(setting, "on", "keep {keep}");
+        let stored = database.snapshot_store().get_snapshot(id, "Account").await;
+        assert_eq!(stored.unwrap().map(|s| s.version), Some(3), "keep {keep}");
     }
 }

@@ -119,7 +119,7 @@ impl Backend for StorePair {
         })
     }
 
-    async fn commit(&self, commit: Commit) -> Result<Committed, EventStoreError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<Committed, EventStoreError> {
         let Commit {
             aggregate_type,
             aggregate_id,
@@ -131,7 +131,12 @@ impl Backend for StorePair {
         } = commit;
         let version = self
             .events
-            .append(aggregate_id, &aggregate_type, expected_version, events)
+            .append(
+                aggregate_id,
+                &aggregate_type,
+                expected_version,
+                events.into_owned(),
+            )
             .await?;
         let written = match (snapshot, &self.snapshots) {
             (None, _) => SnapshotWrite::NotAsked,

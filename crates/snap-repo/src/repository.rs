@@ -341,13 +341,13 @@ impl<A: Aggregate> AggregateRepository<A> {
             return Ok(root.version());
         }
         let id = root.id();
-        let events =
-            root.uncommitted_as_new_events()
-                .map_err(|source| RepositoryError::Serialization {
-                    aggregate_id: id,
-                    aggregate_type: A::TYPE.to_owned(),
-                    source,
-                })?;
+        let events = root
+            .new_events()
+            .map_err(|source| RepositoryError::Serialization {
+                aggregate_id: id,
+                aggregate_type: A::TYPE.to_owned(),
+                source,
+            })?;
         let previous = root.version();
         let wanted = self.wants_snapshot(root);
         let sync = match wanted {

@@ -324,12 +324,12 @@ impl Backend for SqliteDatabase {
         Ok(last.map_or_else(|| Loaded::at_head(head, up_to), Loaded::new))
     }
 
-    async fn commit(&self, commit: Commit) -> Result<Committed, EventStoreError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<Committed, EventStoreError> {
         let append = Append::new(
             commit.aggregate_id,
             &commit.aggregate_type,
             commit.expected_version,
-            commit.events,
+            &commit.events,
         )?;
         let (snapshot, refused) = match commit.snapshot.map(|s| SnapshotWrite::new(&s, self.keep)) {
             Some(Ok(write)) => (Some(write), None),

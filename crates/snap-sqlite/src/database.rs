@@ -17,10 +17,16 @@ use crate::error::sqlite_error;
 use crate::{SqliteEventStore, SqliteSnapshotStore};
 
 /// The schema, one embedded SQL file per version, applied in order by [`SqliteDatabase::migrate`].
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_initial.sql",
-    include_str!("../../../migrations/sqlite/0001_initial.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_initial.sql",
+        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        "0002_lean_snapshot_indexes.sql",
+        include_str!("../../../migrations/sqlite/0002_lean_snapshot_indexes.sql"),
+    ),
+];
 
 /// How durable a commit is: SQLite's `synchronous` setting in WAL mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -358,10 +364,30 @@ impl SqliteDatabase {
 
     /// Applies the schema migrations that are not applied yet; safe to call again.
     pub async fn migrate(&self) -> Result<(), BackendError> {
-        self.run(|connection| {
+        self.migrate_to(MIGRATIONS.len() as u32).await
+    }
+
+    /// Applies the schema migrations up to `version` (1 is the first of [`MIGRATIONS`]), for
+    /// an operator who moves a database one step at a time. A database already past `version`
+    /// is left as it is (migrations only go forward); a `version` beyond the last is an error.
+    pub async fn migrate_to(&self, version: u32) -> Result<(), BackendError> {
+        if version as usize > MIGRATIONS.len() {
+            return Err(BackendError::new(
+                "sqlite",
+                format!(
+                    "no schema version {version}: the latest is {}",
+                    MIGRATIONS.len()
+                ),
+            )
+            .context("migrate"));
+        }
+        if self.schema_version().await? >= version {
+            return Ok(());
+        }
+        self.run(move |connection| {
             let migrations =
                 Migrations::new(MIGRATIONS.iter().map(|(_, sql)| M::up(sql)).collect());
-            migrations.to_latest(connection)
+            migrations.to_version(connection, version as usize)
         })
         .await?
         .map_err(|e| BackendError::new("sqlite", e).context("migrate"))

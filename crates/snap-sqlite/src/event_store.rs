@@ -190,7 +190,7 @@ pub(crate) async fn stream<T: Send + 'static>(
 
 /// One event ready for the INSERT: JSON already rendered on the async side.
 struct EncodedEvent {
-    event_id: String,
+    event_id: Uuid,
     event_type: String,
     payload: String,
     metadata: String,
@@ -211,18 +211,18 @@ impl Append {
         aggregate_id: Uuid,
         aggregate_type: &str,
         expected_version: u64,
-        events: Vec<NewEvent>,
+        events: &[NewEvent],
     ) -> Result<Self, EventStoreError> {
-        validate::append(aggregate_type, expected_version, &events)?;
+        validate::append(aggregate_type, expected_version, events)?;
         Ok(Self {
             aggregate_id,
             aggregate_type: aggregate_type.to_owned(),
             expected_version,
             events: events
-                .into_iter()
+                .iter()
                 .map(|e| EncodedEvent {
-                    event_id: e.event_id.hyphenated().to_string(),
-                    event_type: e.event_type,
+                    event_id: e.event_id,
+                    event_type: e.event_type.clone(),
                     payload: json_to_sql(&e.payload),
                     metadata: json_to_sql(&e.metadata),
                 })
@@ -253,12 +253,13 @@ impl Append {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(|e| sqlite_error(e, "prepare append"))?;
+        let mut event_id = Uuid::encode_buffer();
         for (event, version) in self.events.iter().zip(self.expected_version + 1..) {
             let inserted = insert.execute(params![
                 self.aggregate_type,
                 id,
                 version_to_sql(version),
-                event.event_id,
+                &*event.event_id.hyphenated().encode_lower(&mut event_id),
                 event.event_type,
                 event.payload,
                 event.metadata,
@@ -316,7 +317,7 @@ impl EventStore for SqliteEventStore {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<u64, EventStoreError> {
-        let append = Append::new(aggregate_id, aggregate_type, expected_version, events)?;
+        let append = Append::new(aggregate_id, aggregate_type, expected_version, &events)?;
         self.run(move |connection| {
             let tx = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)

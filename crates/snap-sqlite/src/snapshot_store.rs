@@ -115,6 +115,50 @@ impl SnapshotWrite {
     /// Upserts the snapshot unless a higher version is stored, then trims the history, on
     /// `tx`, which holds the write lock.
     pub(crate) fn upsert(&self, tx: &Connection) -> Result<(), (rusqlite::Error, &'static str)> {
+        // The usual case when only the latest is kept: the stored snapshot is older, and its
+        // row is rewritten in place (one row and the indexes on the changed columns) rather
+        // than a new row inserted and the old one deleted (every index twice).
+        let replaced = self.keep == 1
+            && tx
+                .prepare_cached(
+                    "UPDATE snapshots
+                     SET version = ?3, schema_version = ?4, state = ?5, created_at = ?6
+                     WHERE rowid = (SELECT rowid FROM snapshots
+                                    WHERE aggregate_type = ?1 AND aggregate_id = ?2
+                                    ORDER BY version DESC LIMIT 1)
+                       AND version < ?3",
+                )
+                .and_then(|mut s| s.execute(self.params()))
+                .map_err(|e| (e, "save_snapshot"))?
+                == 1;
+        if !replaced {
+            self.insert(tx)?;
+        }
+        tx.prepare_cached(
+            "DELETE FROM snapshots
+             WHERE aggregate_type = ?1 AND aggregate_id = ?2
+               AND version <= (SELECT version FROM snapshots
+                               WHERE aggregate_type = ?1 AND aggregate_id = ?2
+                               ORDER BY version DESC LIMIT 1 OFFSET ?3)",
+        )
+        .and_then(|mut s| s.execute(params![self.aggregate_type, self.id, self.keep]))
+        .map_err(|e| (e, "trim snapshot history"))?;
+        Ok(())
+    }
+
+    fn params(&self) -> [&dyn rusqlite::ToSql; 6] {
+        [
+            &self.aggregate_type,
+            &self.id,
+            &self.version,
+            &self.schema_version,
+            &self.state,
+            &self.created_at,
+        ]
+    }
+
+    /// Inserts the snapshot unless a higher version is stored; the same version is replaced.
+    fn insert(&self, tx: &Connection) -> Result<(), (rusqlite::Error, &'static str)> {
         tx.prepare_cached(
             "INSERT INTO snapshots (aggregate_type, aggregate_id, version, schema_version, state, created_at)
              SELECT ?1, ?2, ?3, ?4, ?5, ?6
@@ -125,26 +169,8 @@ impl SnapshotWrite {
                  state = excluded.state,
                  created_at = excluded.created_at",
         )
-        .and_then(|mut s| {
-            s.execute(params![
-                self.aggregate_type,
-                self.id,
-                self.version,
-                self.schema_version,
-                self.state,
-                self.created_at
-            ])
-        })
+        .and_then(|mut s| s.execute(self.params()))
         .map_err(|e| (e, "save_snapshot"))?;
-        tx.prepare_cached(
-            "DELETE FROM snapshots
-             WHERE aggregate_type = ?1 AND aggregate_id = ?2
-               AND version <= (SELECT version FROM snapshots
-                               WHERE aggregate_type = ?1 AND aggregate_id = ?2
-                               ORDER BY version DESC LIMIT 1 OFFSET ?3)",
-        )
-        .and_then(|mut s| s.execute(params![self.aggregate_type, self.id, self.keep]))
-        .map_err(|e| (e, "trim snapshot history"))?;
         Ok(())
     }
 }

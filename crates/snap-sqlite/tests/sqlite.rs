@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use snap_core::{EventStore, EventStoreError, NewEvent, Snapshot, SnapshotError, SnapshotStore};
-use snap_sqlite::{Durability, SqliteDatabase, SqliteOptions};
+use snap_sqlite::{Durability, MIGRATIONS, SqliteDatabase, SqliteOptions};
 use uuid::Uuid;
 
 struct TempDir(PathBuf);
@@ -61,7 +61,10 @@ async fn a_file_survives_reopening() {
         database.close();
     }
     let database = SqliteDatabase::open(&path).await.unwrap();
-    assert_eq!(database.schema_version().await.unwrap(), 1);
+    assert_eq!(
+        database.schema_version().await.unwrap(),
+        MIGRATIONS.len() as u32
+    );
     let (snapshots, event_store) = (database.snapshot_store(), database.event_store());
     for ((n, id), snapshot) in (1..).zip(&ids).zip(&saved) {
         assert_eq!(
@@ -349,9 +352,15 @@ async fn migrate_is_idempotent() {
     assert_eq!(database.schema_version().await.unwrap(), 0);
     database.migrate().await.unwrap();
     database.migrate().await.unwrap();
-    assert_eq!(database.schema_version().await.unwrap(), 1);
+    assert_eq!(
+        database.schema_version().await.unwrap(),
+        MIGRATIONS.len() as u32
+    );
     let again = SqliteDatabase::open(&path).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 1);
+    assert_eq!(
+        again.schema_version().await.unwrap(),
+        MIGRATIONS.len() as u32
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,7 +138,7 @@ impl<E: EventStore, S: SnapshotStore> Backend for FaultyBackend<E, S> {
         loaded
     }
 
-    async fn commit(&self, mut commit: Commit) -> Result<Committed, EventStoreError> {
+    async fn commit(&self, mut commit: Commit<'_>) -> Result<Committed, EventStoreError> {
         self.events.enter_append().await;
         let mut refused = None;
         if commit.snapshot.is_some()

@@ -1,0 +1,143 @@
+//! A database written at schema version 1 moves to the latest schema with nothing lost: rows
+//! written as version 1 laid them out, by plain SQL, read back through the stores after the
+//! migration, and the stores write to it afterwards.
+
+use serde_json::json;
+use snap_core::{EventStore, NewEvent, Snapshot, SnapshotStore};
+use snap_sqlite::{MIGRATIONS, SqliteDatabase, SqliteOptions};
+use uuid::Uuid;
+
+fn index_names(connection: &rusqlite::Connection) -> Vec<String> {
+    let mut statement = connection
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap();
+    statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing() {
+    let dir = std::env::temp_dir().join(format!("snap-sqlite-upgrade-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("v1.db");
+    let database = SqliteOptions::file(&path)
+        .migrate(false)
+        .open()
+        .await
+        .unwrap();
+    database.migrate_to(1).await.unwrap();
+    assert_eq!(database.schema_version().await.unwrap(), 1);
+    database.close();
+
+    // Rows as version 1 wrote them: hyphenated ids, JSON text, microsecond timestamps.
+    let ids = [Uuid::new_v4(), Uuid::new_v4()];
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        assert!(index_names(&connection).contains(&"snapshots_created_at".to_owned()));
+        for (id, n) in ids.iter().zip([3_i64, 5]) {
+            for version in 1..=n {
+                connection
+                    .execute(
+                        "INSERT INTO events VALUES ('Account', ?1, ?2, ?3, 'Deposited', ?4, '{}', ?5)",
+                        rusqlite::params![
+                            id.hyphenated().to_string(),
+                            version,
+                            Uuid::new_v4().hyphenated().to_string(),
+                            json!({"amount": version, "note": "ünïcode"}).to_string(),
+                            1_700_000_000_000_000_i64 + version,
+                        ],
+                    )
+                    .unwrap();
+            }
+            connection
+                .execute(
+                    "INSERT INTO snapshots VALUES ('Account', ?1, ?2, 2, ?3, 1700000000000000)",
+                    rusqlite::params![
+                        id.hyphenated().to_string(),
+                        n - 1,
+                        json!({"balance": n * 10}).to_string()
+                    ],
+                )
+                .unwrap();
+        }
+    }
+
+    let database = SqliteDatabase::open(&path).await.unwrap();
+    assert_eq!(
+        database.schema_version().await.unwrap(),
+        MIGRATIONS.len() as u32
+    );
+    let (events, snapshots) = (database.event_store(), database.snapshot_store());
+    for (id, n) in ids.iter().zip([3_u64, 5]) {
+        let stored = events.load(*id, "Account", 0, None).await.unwrap();
+        assert_eq!(stored.len() as u64, n);
+        for (event, version) in stored.iter().zip(1..) {
+            assert_eq!(event.version, version);
+            assert_eq!(event.payload, json!({"amount": version, "note": "ünïcode"}));
+        }
+        let snapshot = snapshots
+            .get_snapshot(*id, "Account")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (snapshot.version, snapshot.schema_version),
+            (n - 1, 2),
+            "the snapshot row survives"
+        );
+        assert_eq!(snapshot.state, json!({"balance": n * 10}));
+        // And the migrated database takes new writes.
+        let version = events
+            .append(
+                *id,
+                "Account",
+                n,
+                vec![NewEvent::new("Deposited", json!({"amount": 1}))],
+            )
+            .await
+            .unwrap();
+        snapshots
+            .save_snapshot(&Snapshot::new(
+                *id,
+                "Account",
+                version,
+                json!({"balance": 1}),
+                2,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            snapshots
+                .get_snapshot(*id, "Account")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            n + 1
+        );
+    }
+    database.close();
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    assert!(!index_names(&connection).contains(&"snapshots_created_at".to_owned()));
+    drop(connection);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_to_refuses_an_unknown_version_and_never_goes_back() {
+    let database = SqliteDatabase::open_in_memory().await.unwrap();
+    let latest = MIGRATIONS.len() as u32;
+    let error = database.migrate_to(latest + 1).await.unwrap_err();
+    let source = std::error::Error::source(&error).map(ToString::to_string);
+    assert!(
+        source
+            .as_deref()
+            .is_some_and(|s| s.contains("no schema version")),
+        "{error}: {source:?}"
+    );
+    database.migrate_to(1).await.unwrap();
+    assert_eq!(database.schema_version().await.unwrap(), latest);
+}
