@@ -255,24 +255,18 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         with_floor(Row::new(backend, "append 100 events in one call", &append)),
     );
 
+    let mut floor = floor.map(|(_, f)| f);
     save_rows(
         backend,
         config,
         report,
         native,
-        floor.as_mut().map(|(_, f)| &mut **f),
+        floor.as_deref_mut(),
         &targets.saves,
     )
     .await?;
-    big_save_rows(
-        backend,
-        config,
-        report,
-        native,
-        floor.as_mut().map(|(_, f)| &mut **f),
-        targets.saves.big,
-    )
-    .await?;
+    let big = targets.saves.big;
+    big_save_rows(backend, config, report, native, floor, big).await?;
     let floor_rate = floor_name.map(|_| 1.0 / floor_median.as_secs_f64().max(1e-12));
     throughput(
         backend,

@@ -60,6 +60,17 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// The snapshots as a plain [`SnapshotStore`](crate::SnapshotStore), on the same data;
     /// `None` when this backend keeps no snapshots.
     fn snapshot_store(&self) -> Option<Arc<DynSnapshotStore>>;
+
+    /// The backend's name in spans and logs: `"sqlite"`, `"postgres"`, `"memory"`, ...
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
+    /// Whether every call is already in a store span (a [`Traced`](crate::Traced) layer), so
+    /// the repositories do not add a second one.
+    fn traced(&self) -> bool {
+        false
+    }
 }
 
 /// A backend chosen at run time.
@@ -85,6 +96,14 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
 
     fn snapshot_store(&self) -> Option<Arc<DynSnapshotStore>> {
         (**self).snapshot_store()
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn traced(&self) -> bool {
+        (**self).traced()
     }
 }
 

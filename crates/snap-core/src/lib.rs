@@ -27,6 +27,7 @@ mod migration;
 mod ops;
 mod snapshot;
 mod store;
+pub mod traced;
 pub mod validate;
 
 pub use aggregate::{Aggregate, AggregateRoot, CaptureError, EncodeError};
@@ -43,6 +44,7 @@ pub use migration::{MigrationChain, MigrationChainError, MigrationError, Snapsho
 pub use ops::{SnapshotAdmin, SnapshotLag, SnapshotTypeStats};
 pub use snapshot::{Snapshot, normalize_timestamp, now};
 pub use store::{DynSnapshotStore, SnapshotStore};
+pub use traced::{Traced, trace_backend};
 
 /// Re-exported so implementors of the store traits use the same attribute macro version.
 pub use async_trait::async_trait;

@@ -126,3 +126,36 @@ async fn the_factory_and_the_threshold_speak_as_the_reference_library_does() {
     );
     assert!(create_snapshot_strategy("eventually", 10).is_err());
 }
+
+#[tokio::test]
+async fn store_calls_are_in_spans_through_the_facade() {
+    let log = snap_testkit::spans::SpanLog::default();
+    let _capturing = log.capture();
+    let database = snap_es::sqlite::SqliteDatabase::open_in_memory()
+        .await
+        .unwrap();
+    let repo = AggregateRepository::<Counter>::builder(database.clone())
+        .strategy(Threshold(3))
+        .build()
+        .unwrap();
+    let id = Uuid::new_v4();
+    fill(&repo, id, 3).await;
+    let commit = log.last("snap.backend.commit");
+    assert_eq!(commit.fields["backend"], "sqlite");
+    assert_eq!(commit.fields["snapshot"], "written");
+    assert_eq!(commit.fields["version"], "3");
+
+    // A store used on its own is traced by wrapping it.
+    let store = snap_es::Traced::new(database.snapshot_store(), "sqlite");
+    let found = store.get_snapshot(id, "Counter").await.unwrap();
+    assert_eq!(found.map(|s| s.version), Some(3));
+    let get = log.last("snap.snapshot.get");
+    assert_eq!(
+        (
+            get.fields["aggregate_id"].as_str(),
+            get.fields["version"].as_str()
+        ),
+        (id.to_string().as_str(), "3")
+    );
+    assert_eq!(get.parent, None, "called outside any repository span");
+}

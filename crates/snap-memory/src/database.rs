@@ -144,4 +144,8 @@ impl Backend for InMemoryDatabase {
     fn snapshot_store(&self) -> Option<Arc<DynSnapshotStore>> {
         Some(Arc::new(self.snapshots.clone()))
     }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
 }

@@ -434,6 +434,10 @@ impl Backend for PostgresDatabase {
     fn snapshot_store(&self) -> Option<Arc<DynSnapshotStore>> {
         Some(Arc::new(PostgresDatabase::snapshot_store(self)))
     }
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
 }
 
 /// The events of a commit as the append binds them.

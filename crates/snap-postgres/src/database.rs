@@ -483,7 +483,8 @@ impl PostgresDatabase {
     /// again, and from several processes at once: sqlx's migrator holds an advisory lock
     /// while it works. The migration history is kept per schema.
     pub async fn migrate(&self) -> Result<(), BackendError> {
-        self.migrate_to(MIGRATIONS.len() as i64).await
+        self.migrate_to(MIGRATIONS.last().map_or(0, |(version, ..)| *version))
+            .await
     }
 
     /// Applies the schema migrations up to `version` (1 is the first of [`MIGRATIONS`]), for

@@ -165,7 +165,7 @@ async fn migrate_twice_and_from_two_tasks_at_once() {
     database.migrate().await.unwrap();
     assert_eq!(
         database.schema_version().await.unwrap(),
-        MIGRATIONS.len() as i64
+        i64::try_from(MIGRATIONS.len()).unwrap()
     );
     let id = Uuid::new_v4();
     database

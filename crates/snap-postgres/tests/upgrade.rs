@@ -15,7 +15,7 @@ async fn index_names(database: &snap_postgres::PostgresDatabase) -> Vec<String> 
         .bind(database.schema())
         .fetch_all(database.pool())
         .await
-        .unwrap()
+        .expect("list the indexes")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +67,7 @@ async fn a_version_1_schema_with_data_migrates_to_the_latest_and_loses_nothing()
     database.migrate().await.unwrap();
     assert_eq!(
         database.schema_version().await.unwrap(),
-        MIGRATIONS.len() as i64
+        i64::try_from(MIGRATIONS.len()).unwrap()
     );
     assert!(
         !index_names(&database)
@@ -127,7 +127,7 @@ async fn migrate_to_refuses_an_unknown_version_and_never_goes_back() {
         return;
     }
     let database = harness.database().await;
-    let latest = MIGRATIONS.len() as i64;
+    let latest = i64::try_from(MIGRATIONS.len()).unwrap();
     let error = database.migrate_to(latest + 1).await.unwrap_err();
     let source = std::error::Error::source(&error).map(ToString::to_string);
     assert!(

@@ -161,7 +161,7 @@ impl<A: Aggregate> AggregateRepository<A> {
             .through_snapshot(snapshots)
             .snapshot_timeout(self.inner.snapshot_timeout)
             .payload_only(true);
-        let loaded = self.inner.backend.load(&request, &mut replay).await?;
+        let loaded = self.inner.traced.load(&request, &mut replay).await?;
         Ok((replay.finish()?, loaded))
     }
 

@@ -165,4 +165,8 @@ impl Backend for StorePair {
     fn snapshot_store(&self) -> Option<Arc<DynSnapshotStore>> {
         self.snapshots.clone()
     }
+
+    fn name(&self) -> &'static str {
+        "store pair"
+    }
 }

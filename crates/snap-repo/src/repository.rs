@@ -39,7 +39,10 @@ pub struct AggregateRepository<A: Aggregate> {
 }
 
 pub(crate) struct Inner<A> {
-    pub(crate) backend: Arc<DynBackend>,
+    /// The backend as given, for [`AggregateRepository::backend`].
+    backend: Arc<DynBackend>,
+    /// The backend in a store-span layer: what the repository calls.
+    pub(crate) traced: Arc<DynBackend>,
     pub(crate) events: Arc<DynEventStore>,
     pub(crate) snapshots: Option<Arc<DynSnapshotStore>>,
     pub(crate) strategy: Arc<dyn SnapshotStrategy>,
@@ -166,14 +169,17 @@ impl<A: Aggregate> RepositoryBuilder<A> {
                 }
             })?,
         };
-        let snapshots = self.backend.snapshot_store();
+        // Every store call gets its span, whichever backend this is (unless it has them).
+        let traced = snap_core::trace_backend(Arc::clone(&self.backend));
+        let snapshots = traced.snapshot_store();
         let background = snapshots
             .as_ref()
             .map(|store| BackgroundSnapshotter::new(Arc::clone(store), self.background));
         Ok(AggregateRepository {
             inner: Arc::new(Inner {
-                events: self.backend.event_store(),
+                events: traced.event_store(),
                 backend: self.backend,
+                traced,
                 snapshots,
                 strategy,
                 mode: self.mode,
@@ -357,7 +363,7 @@ impl<A: Aggregate> AggregateRepository<A> {
         let commit = Commit::new(A::TYPE, id, previous, events)
             .with_snapshot(sync)
             .snapshot_timeout(self.inner.snapshot_timeout);
-        let committed = match self.inner.backend.commit(commit).await {
+        let committed = match self.inner.traced.commit(commit).await {
             Ok(committed) => committed,
             Err(error) => {
                 let error = RepositoryError::from(error);
@@ -581,7 +587,8 @@ impl<A: Aggregate> AggregateRepository<A> {
         self.inner.strategy.threshold()
     }
 
-    /// The backend.
+    /// The backend, as it was given to the builder (the repository's own calls go through a
+    /// [`Traced`](snap_core::Traced) layer on it; the stores below are in that layer).
     pub fn backend(&self) -> &Arc<DynBackend> {
         &self.inner.backend
     }

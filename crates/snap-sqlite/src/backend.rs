@@ -374,4 +374,8 @@ impl Backend for SqliteDatabase {
     fn snapshot_store(&self) -> Option<Arc<DynSnapshotStore>> {
         Some(Arc::new(SqliteDatabase::snapshot_store(self)))
     }
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
 }

@@ -364,7 +364,8 @@ impl SqliteDatabase {
 
     /// Applies the schema migrations that are not applied yet; safe to call again.
     pub async fn migrate(&self) -> Result<(), BackendError> {
-        self.migrate_to(MIGRATIONS.len() as u32).await
+        self.migrate_to(u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX))
+            .await
     }
 
     /// Applies the schema migrations up to `version` (1 is the first of [`MIGRATIONS`]), for

@@ -63,7 +63,7 @@ async fn a_file_survives_reopening() {
     let database = SqliteDatabase::open(&path).await.unwrap();
     assert_eq!(
         database.schema_version().await.unwrap(),
-        MIGRATIONS.len() as u32
+        u32::try_from(MIGRATIONS.len()).unwrap()
     );
     let (snapshots, event_store) = (database.snapshot_store(), database.event_store());
     for ((n, id), snapshot) in (1..).zip(&ids).zip(&saved) {
@@ -354,12 +354,12 @@ async fn migrate_is_idempotent() {
     database.migrate().await.unwrap();
     assert_eq!(
         database.schema_version().await.unwrap(),
-        MIGRATIONS.len() as u32
+        u32::try_from(MIGRATIONS.len()).unwrap()
     );
     let again = SqliteDatabase::open(&path).await.unwrap();
     assert_eq!(
         again.schema_version().await.unwrap(),
-        MIGRATIONS.len() as u32
+        u32::try_from(MIGRATIONS.len()).unwrap()
     );
 }
 

@@ -9,13 +9,14 @@ use uuid::Uuid;
 
 fn index_names(connection: &rusqlite::Connection) -> Vec<String> {
     let mut statement = connection
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-        .unwrap();
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .expect("list the indexes");
     statement
         .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+        .and_then(Iterator::collect)
+        .expect("read the index names")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +69,7 @@ async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing
     let database = SqliteDatabase::open(&path).await.unwrap();
     assert_eq!(
         database.schema_version().await.unwrap(),
-        MIGRATIONS.len() as u32
+        u32::try_from(MIGRATIONS.len()).unwrap()
     );
     let (events, snapshots) = (database.event_store(), database.snapshot_store());
     for (id, n) in ids.iter().zip([3_u64, 5]) {
@@ -129,7 +130,7 @@ async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_to_refuses_an_unknown_version_and_never_goes_back() {
     let database = SqliteDatabase::open_in_memory().await.unwrap();
-    let latest = MIGRATIONS.len() as u32;
+    let latest = u32::try_from(MIGRATIONS.len()).unwrap();
     let error = database.migrate_to(latest + 1).await.unwrap_err();
     let source = std::error::Error::source(&error).map(ToString::to_string);
     assert!(

@@ -60,6 +60,7 @@ mod model;
 mod native;
 pub mod repository;
 pub mod snapshot_store;
+pub mod spans;
 
 pub use hostile::{event_store_survives_hostile_input, snapshot_store_survives_hostile_input};
 pub use invariant::{
@@ -325,6 +326,10 @@ macro_rules! repository_conformance {
             a_load_during_appends_equals_a_replay_at_its_version,
             a_failing_snapshot_in_the_commit_keeps_the_events,
             a_load_hands_the_events_as_stored,
+        );
+
+        $crate::__async_cases!(spans, RepositoryHarness, $harness;
+            store_calls_are_traced,
         );
 
         $crate::__async_cases!(hardening, RepositoryHarness, $harness;

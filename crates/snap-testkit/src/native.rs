@@ -164,4 +164,8 @@ impl<E: EventStore, S: SnapshotStore> Backend for FaultyBackend<E, S> {
     fn snapshot_store(&self) -> Option<Arc<DynSnapshotStore>> {
         Some(Arc::clone(&self.snapshots) as Arc<DynSnapshotStore>)
     }
+
+    fn name(&self) -> &'static str {
+        self.native.name()
+    }
 }
