@@ -196,6 +196,19 @@ impl<A: Aggregate> AggregateRepository<A> {
             return Ok(AggregateRoot::new(id));
         }
         self.inner.counters.load(A::TYPE, fallback, applied);
+        if let Some(at) = at {
+            let from_start = fallback == Some(FallbackReason::NoSnapshot);
+            if self.inner.counters.historical(A::TYPE, from_start) {
+                tracing::info!(
+                    aggregate_id = %id,
+                    aggregate_type = A::TYPE,
+                    at,
+                    "a load at a version found no snapshot at or below it and replayed from \
+                     the first event; a store built with keep_history(k) keeps older snapshots \
+                     (said once per repository; counted in stats().historical_without_snapshot)"
+                );
+            }
+        }
         if let Some(migrated) = migrated {
             self.store_migrated(migrated);
         }

@@ -86,6 +86,12 @@ pub struct RepositoryStats {
     pub fallbacks: FallbackStats,
     /// Events applied by loads, snapshot hits and full replays together.
     pub events_replayed: u64,
+    /// Loads of the state at a version (`load_at`, `capture_state`), also counted in `loads`.
+    pub historical_loads: u64,
+    /// Historical loads that found no snapshot at or below their version and replayed from
+    /// the first event: a store that keeps only the latest snapshot (the default) has none
+    /// below it; `keep_history(k)` keeps the `k` latest.
+    pub historical_without_snapshot: u64,
     /// Snapshots migrated to the current schema during loads.
     pub snapshots_migrated: u64,
     /// Saves that appended events.
@@ -110,6 +116,8 @@ pub(crate) struct Counters {
     full_replays: AtomicU64,
     fallbacks: [AtomicU64; 6],
     events_replayed: AtomicU64,
+    historical_loads: AtomicU64,
+    historical_without_snapshot: AtomicU64,
     snapshots_migrated: AtomicU64,
     saves: AtomicU64,
     conflicts: AtomicU64,
@@ -168,6 +176,23 @@ impl Counters {
             .record(events as f64);
     }
 
+    /// A load at a version; `from_start` when it found no snapshot to start from. Returns
+    /// whether it is the first such load without a snapshot.
+    pub(crate) fn historical(&self, aggregate_type: &'static str, from_start: bool) -> bool {
+        bump(&self.historical_loads, 1);
+        if !from_start {
+            return false;
+        }
+        metrics::counter!(
+            "snap_repo_historical_loads_without_snapshot_total",
+            "aggregate_type" => aggregate_type
+        )
+        .increment(1);
+        self.historical_without_snapshot
+            .fetch_add(1, Ordering::Relaxed)
+            == 0
+    }
+
     pub(crate) fn migrated(&self) {
         bump(&self.snapshots_migrated, 1);
     }
@@ -222,6 +247,8 @@ impl Counters {
                 snapshot_ahead: fallback(FallbackReason::SnapshotAhead),
             },
             events_replayed: read(&self.events_replayed),
+            historical_loads: read(&self.historical_loads),
+            historical_without_snapshot: read(&self.historical_without_snapshot),
             snapshots_migrated: read(&self.snapshots_migrated),
             saves: read(&self.saves),
             conflicts: read(&self.conflicts),

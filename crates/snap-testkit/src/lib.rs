@@ -54,6 +54,7 @@ pub mod event_store;
 pub mod faults;
 pub mod fixtures;
 pub mod hardening;
+pub mod history;
 mod hostile;
 mod invariant;
 mod model;
@@ -326,6 +327,11 @@ macro_rules! repository_conformance {
             a_load_during_appends_equals_a_replay_at_its_version,
             a_failing_snapshot_in_the_commit_keeps_the_events,
             a_load_hands_the_events_as_stored,
+        );
+
+        $crate::__async_cases!(history, RepositoryHarness, $harness;
+            the_eventsourcing_walk_reads_every_version,
+            a_load_below_the_only_snapshot_is_counted,
         );
 
         $crate::__async_cases!(spans, RepositoryHarness, $harness;
