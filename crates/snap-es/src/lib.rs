@@ -121,7 +121,7 @@ pub mod prelude {
     pub use snap_sqlite::{SqliteDatabase, SqliteEventStore, SqliteSnapshotStore};
     #[doc(no_inline)]
     pub use snap_strategy::{
-        Hybrid, Never, ReplayBudget, SnapshotMode, SnapshotStrategy, Threshold,
+        EventCount, Hybrid, Never, ReplayBudget, SnapshotMode, SnapshotStrategy, Threshold,
         create_snapshot_strategy,
     };
     #[doc(no_inline)]

@@ -159,3 +159,47 @@ async fn store_calls_are_in_spans_through_the_facade() {
     );
     assert_eq!(get.parent, None, "called outside any repository span");
 }
+
+#[tokio::test]
+async fn event_count_snapshots_n_events_after_the_last_snapshot() {
+    // Saves of 4, 2, 4 and 4 events: EventCount(5) snapshots 5 or more events after the last
+    // snapshot (at 6, then 14); Threshold(5) when a save crosses a multiple of 5 (6, then 10).
+    async fn snapshots_taken(strategy: impl SnapshotStrategy) -> Vec<Option<u64>> {
+        let database = InMemoryDatabase::new();
+        let repo = AggregateRepository::<Counter>::builder(database.clone())
+            .strategy(strategy)
+            .build()
+            .unwrap();
+        let id = Uuid::new_v4();
+        let mut root = repo.create_new(id);
+        let mut seen = Vec::new();
+        for size in [4, 2, 4, 4] {
+            for n in 0..size {
+                root.record(CounterEvent::Added(n));
+            }
+            repo.save(&mut root).await.unwrap();
+            let stored = database.snapshot_store().get_snapshot(id, "Counter").await;
+            seen.push(stored.unwrap().map(|s| s.version));
+        }
+        seen
+    }
+    assert_eq!(
+        snapshots_taken(snap_es::EventCount(5)).await,
+        [None, Some(6), Some(6), Some(14)]
+    );
+    assert_eq!(
+        snapshots_taken(Threshold(5)).await,
+        [None, Some(6), Some(10), Some(10)]
+    );
+    let repo = AggregateRepository::<Counter>::builder(InMemoryDatabase::new())
+        .strategy(snap_es::EventCount(5))
+        .build()
+        .unwrap();
+    assert_eq!(repo.snapshot_threshold(), Some(5));
+    assert!(
+        AggregateRepository::<Counter>::builder(InMemoryDatabase::new())
+            .strategy(snap_es::EventCount(0))
+            .build()
+            .is_err()
+    );
+}

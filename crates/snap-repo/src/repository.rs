@@ -582,7 +582,7 @@ impl<A: Aggregate> AggregateRepository<A> {
     }
 
     /// The number of events between snapshots, when the strategy has a fixed one
-    /// ([`Threshold`]); `None` for the other strategies.
+    /// ([`Threshold`], [`EventCount`](snap_strategy::EventCount)); `None` for the other strategies.
     pub fn snapshot_threshold(&self) -> Option<u64> {
         self.inner.strategy.threshold()
     }

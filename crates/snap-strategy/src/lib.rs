@@ -22,6 +22,6 @@ mod strategy;
 pub use background::{BackgroundConfig, BackgroundSnapshotter, BackgroundStats, Scheduled};
 pub use mode::{IntoSnapshotMode, SnapshotMode, SnapshotPolicy, create_snapshot_strategy};
 pub use strategy::{
-    Hybrid, Never, ReplayBudget, ReplayCost, SnapshotContext, SnapshotStrategy, StrategyError,
-    Threshold,
+    EventCount, Hybrid, Never, ReplayBudget, ReplayCost, SnapshotContext, SnapshotStrategy,
+    StrategyError, Threshold,
 };

@@ -9,8 +9,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StrategyError {
-    /// A count that must be at least 1 is 0 (`Threshold(0)`, a `Hybrid` with `every` or
-    /// `max` 0).
+    /// A count that must be at least 1 is 0 (`Threshold(0)`, `EventCount(0)`, a `Hybrid` with
+    /// `every` or `max` 0).
     #[error("{setting} must be at least 1")]
     Zero {
         /// Which setting.
@@ -130,7 +130,7 @@ pub trait SnapshotStrategy: Send + Sync + Debug + 'static {
     }
 
     /// The fixed number of events between snapshots, for a strategy that has one
-    /// ([`Threshold`]); `None` otherwise.
+    /// ([`Threshold`], [`EventCount`]); `None` otherwise.
     fn threshold(&self) -> Option<u64> {
         None
     }
@@ -151,6 +151,36 @@ impl SnapshotStrategy for Threshold {
         if self.0 == 0 {
             return Err(StrategyError::Zero {
                 setting: "threshold",
+            });
+        }
+        Ok(())
+    }
+
+    fn threshold(&self) -> Option<u64> {
+        Some(self.0)
+    }
+}
+
+/// Snapshot once `n` events have accumulated since the last snapshot this handle knows of (the
+/// one the aggregate was loaded from, or the last one written), whatever versions they land on.
+///
+/// Where [`Threshold`] snapshots at fixed versions (`n`, `2n`, ...), `EventCount` counts from
+/// the last snapshot: saves of 4, 2, 4 and 4 events with `n = 5` snapshot at 6 and 14 (6 and
+/// then 8 events since the last), where `Threshold(5)` snapshots at 6 and 10. An aggregate
+/// loaded by a full replay counts from version 0, so its first save snapshots it if it has
+/// `n` events or more. `EventCount(0)` is refused when the repository is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCount(pub u64);
+
+impl SnapshotStrategy for EventCount {
+    fn should_snapshot(&self, ctx: &SnapshotContext<'_>) -> bool {
+        self.0 > 0 && ctx.events_in_save() > 0 && ctx.events_since_snapshot() >= self.0
+    }
+
+    fn validate(&self) -> Result<(), StrategyError> {
+        if self.0 == 0 {
+            return Err(StrategyError::Zero {
+                setting: "event count",
             });
         }
         Ok(())
@@ -266,6 +296,31 @@ mod tests {
             })
         );
         assert!(!Threshold(0).should_snapshot(&save(0, 10)));
+    }
+
+    #[test]
+    fn event_count_counts_from_the_last_snapshot() {
+        let c = EventCount(5);
+        assert!(!c.should_snapshot(&save(0, 4)));
+        assert!(c.should_snapshot(&save(4, 6)));
+        assert!(!c.should_snapshot(&save(6, 10).snapshot_version(6)));
+        assert!(c.should_snapshot(&save(10, 14).snapshot_version(6)));
+        assert!(
+            c.should_snapshot(&save(100, 101)),
+            "loaded by a full replay: 101 events since none"
+        );
+        assert!(
+            !c.should_snapshot(&save(7, 7)),
+            "an empty save never snapshots"
+        );
+        assert_eq!(c.threshold(), Some(5));
+        assert_eq!(
+            EventCount(0).validate(),
+            Err(StrategyError::Zero {
+                setting: "event count"
+            })
+        );
+        assert!(!EventCount(0).should_snapshot(&save(0, 10)));
     }
 
     #[test]

@@ -60,10 +60,10 @@ impl Aggregate for Dog {
 const TRICKS: [&str; 3] = ["roll over", "play dead", "fetch ball"];
 
 /// The dog after `version` events of the walk.
-fn dog_at(version: usize) -> Dog {
+fn dog_at(version: u64) -> Dog {
     Dog {
         name: "Fido".into(),
-        tricks: TRICKS[..version - 1]
+        tricks: TRICKS[..usize::try_from(version - 1).expect("a small version")]
             .iter()
             .map(|t| (*t).to_owned())
             .collect(),
@@ -119,7 +119,7 @@ pub async fn the_eventsourcing_walk_reads_every_version<H: RepositoryHarness>(h:
     for version in 1..=4_u64 {
         let at = repo.load_at(id, version).await.expect("load at a version");
         assert_eq!(at.version(), version);
-        assert_eq!(at.state(), &dog_at(version as usize), "at {version}");
+        assert_eq!(at.state(), &dog_at(version), "at {version}");
         assert_eq!(
             at.state(),
             rig.replay::<Dog>()
