@@ -135,3 +135,16 @@ pub use uuid;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The migration guides' programs, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/migrating-from-waku.md")]
+struct WakuGuide;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/migrating-from-eventsourcing.md")]
+struct EventsourcingGuide;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/migrating-from-aether.md")]
+struct AetherGuide;

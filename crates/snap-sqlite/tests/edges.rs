@@ -153,9 +153,13 @@ async fn a_snapshot_that_fails_inside_the_commit_keeps_the_events() {
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(
+            // The write is an insert or, replacing an older snapshot, an update in place.
             "CREATE TRIGGER refuse_snapshots BEFORE INSERT ON snapshots
              WHEN NEW.version > 1
-             BEGIN SELECT RAISE(ABORT, 'snapshots refused'); END",
+             BEGIN SELECT RAISE(ABORT, 'snapshots refused'); END;
+             CREATE TRIGGER refuse_replacements BEFORE UPDATE ON snapshots
+             WHEN NEW.version > 1
+             BEGIN SELECT RAISE(ABORT, 'snapshots refused'); END;",
         )
         .unwrap();
     let repo = AggregateRepository::<AccountV1>::builder(database.clone())
