@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::backend::StoredEvent;
+use crate::codec::StateCodec;
 use crate::error::{BoxError, ReplayError};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::snapshot::Snapshot;
@@ -75,6 +76,9 @@ pub enum CaptureError {
     /// Serialisation failed.
     #[error("the aggregate state could not be serialised")]
     Serialize(#[source] serde_json::Error),
+    /// A [`StateCodec`](crate::StateCodec) of the application's could not encode the state.
+    #[error("the state codec could not encode the aggregate state")]
+    Encode(#[source] crate::BoxError),
     /// An uncommitted event cannot be stored, so the state it leads to is never committed.
     #[error("an uncommitted event cannot be stored")]
     Unencodable(#[source] EncodeError),
@@ -340,29 +344,48 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// Takes a snapshot of the committed state at the current version, stamped with
     /// [`Aggregate::SCHEMA_VERSION`].
     pub fn to_snapshot(&self) -> Result<Snapshot, CaptureError> {
+        self.to_snapshot_with(&crate::SerdeCodec)
+    }
+
+    /// [`to_snapshot`](Self::to_snapshot) with the state encoded by `codec`.
+    pub fn to_snapshot_with(&self, codec: &dyn StateCodec<A>) -> Result<Snapshot, CaptureError> {
         if !self.uncommitted.is_empty() {
             return Err(CaptureError::Uncommitted {
                 count: self.uncommitted.len(),
             });
         }
-        self.capture(self.version)
+        self.capture(self.version, codec)
     }
 
     /// The snapshot of the state once the uncommitted events are saved: the current state (it
     /// includes them) at [`pending_version`](Self::pending_version), to store in the same
     /// transaction as those events.
     pub fn to_snapshot_after_save(&self) -> Result<Snapshot, CaptureError> {
+        self.to_snapshot_after_save_with(&crate::SerdeCodec)
+    }
+
+    /// [`to_snapshot_after_save`](Self::to_snapshot_after_save) with the state encoded by
+    /// `codec`.
+    pub fn to_snapshot_after_save_with(
+        &self,
+        codec: &dyn StateCodec<A>,
+    ) -> Result<Snapshot, CaptureError> {
         if let Some(error) = &self.unencodable {
             return Err(CaptureError::Unencodable(error.clone()));
         }
-        self.capture(self.pending_version())
+        self.capture(self.pending_version(), codec)
     }
 
-    fn capture(&self, version: u64) -> Result<Snapshot, CaptureError> {
+    fn capture(&self, version: u64, codec: &dyn StateCodec<A>) -> Result<Snapshot, CaptureError> {
         if version == 0 {
             return Err(CaptureError::NoEvents);
         }
-        let state = serde_json::to_value(&self.state).map_err(CaptureError::Serialize)?;
+        let state = codec.encode(&self.state).map_err(|error| {
+            match error.downcast::<serde_json::Error>() {
+                Ok(serde) => CaptureError::Serialize(*serde),
+                Err(other) => CaptureError::Encode(other),
+            }
+        })?;
         if !state.is_object() {
             return Err(CaptureError::NotAnObject);
         }

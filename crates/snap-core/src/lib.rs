@@ -20,6 +20,7 @@
 
 mod aggregate;
 mod backend;
+mod codec;
 mod decider;
 mod error;
 mod event;
@@ -35,6 +36,7 @@ pub use backend::{
     Backend, Commit, Committed, DynBackend, LoadRequest, LoadSink, Loaded, Payload, SnapshotRead,
     SnapshotWrite, StoredEvent, share_backend, share_event_store, share_snapshot_store,
 };
+pub use codec::{SerdeCodec, StateCodec};
 pub use decider::{Decided, Decider};
 pub use error::{
     BackendError, BoxError, EventStoreError, InvalidInput, ReplayError, SnapshotError,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use snap_es::prelude::*;
-use snap_es::{DynBackend, StorePair};
+use snap_es::{BoxError, DynBackend, StateCodec, StorePair};
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Counter {
@@ -202,4 +202,67 @@ async fn event_count_snapshots_n_events_after_the_last_snapshot() {
             .build()
             .is_err()
     );
+}
+
+/// Stores the counter's total under another name, with a marker: a snapshot shape of the
+/// application's own, not the state's serde form.
+#[derive(Debug)]
+struct Renamed {
+    refuse: bool,
+}
+
+impl StateCodec<Counter> for Renamed {
+    fn encode(&self, state: &Counter) -> Result<snap_es::serde_json::Value, BoxError> {
+        Ok(snap_es::serde_json::json!({"sum": state.total, "codec": "renamed"}))
+    }
+
+    fn decode(&self, stored: &snap_es::serde_json::Value) -> Result<Counter, BoxError> {
+        if self.refuse {
+            return Err("refused".into());
+        }
+        let total = stored["sum"].as_i64().ok_or("no sum")?;
+        Ok(Counter { total })
+    }
+}
+
+#[tokio::test]
+async fn a_state_codec_of_the_application_shapes_the_stored_snapshot() {
+    let database = snap_es::sqlite::SqliteDatabase::open_in_memory()
+        .await
+        .unwrap();
+    let repo = AggregateRepository::<Counter>::builder(database.clone())
+        .strategy(Threshold(4))
+        .codec(Renamed { refuse: false })
+        .build()
+        .unwrap();
+    let id = Uuid::new_v4();
+    fill(&repo, id, 6).await;
+    let stored = database.snapshot_store().get_snapshot(id, "Counter").await;
+    let stored = stored.unwrap().unwrap();
+    assert_eq!(
+        stored.state,
+        snap_es::serde_json::json!({"sum": 10, "codec": "renamed"})
+    );
+    let loaded = repo.load(id).await.unwrap();
+    assert_eq!((loaded.version(), loaded.state().total), (6, 21));
+    assert_eq!(
+        repo.stats().snapshot_hits,
+        1,
+        "loaded through the codec's snapshot: {:?}",
+        repo.stats()
+    );
+
+    // A codec that cannot decode costs a replay, never a wrong state.
+    let refusing = AggregateRepository::<Counter>::builder(database.clone())
+        .codec(Renamed { refuse: true })
+        .build()
+        .unwrap();
+    assert_eq!(refusing.load(id).await.unwrap().state().total, 21);
+    assert_eq!(refusing.stats().fallbacks.restore_failure, 1);
+    // And the serde default does not read the codec's shape as a counter.
+    let plain = AggregateRepository::<Counter>::builder(database)
+        .build()
+        .unwrap();
+    assert_eq!(plain.load(id).await.unwrap().state().total, 21);
+    assert_eq!(plain.stats().fallbacks.restore_failure, 1);
 }

@@ -4,9 +4,10 @@
 //! are the same code.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
-use snap_core::{AggregateRoot, Backend, Decided, Decider, MigrationChain, Snapshot};
+use snap_core::{AggregateRoot, Backend, Decided, Decider, MigrationChain, Snapshot, StateCodec};
 use snap_strategy::{BackgroundConfig, SnapshotMode, SnapshotPolicy, SnapshotStrategy};
 use uuid::Uuid;
 
@@ -109,6 +110,18 @@ impl<D: Decider> DeciderRepositoryBuilder<D> {
     #[must_use]
     pub fn policy(self, policy: SnapshotPolicy) -> Self {
         self.map(|b| b.policy(policy))
+    }
+
+    /// How the state becomes a snapshot's stored state and back; see
+    /// [`RepositoryBuilder::codec`]. Default: the state's own serde form.
+    #[must_use]
+    pub fn codec(self, codec: impl StateCodec<D::State>) -> Self {
+        self.map(|b| {
+            b.codec(DecidedCodec::<D, _> {
+                codec,
+                decider: PhantomData,
+            })
+        })
     }
 
     /// The schema migrations of snapshot state; the chain must end at `D::SCHEMA_VERSION`.
@@ -266,5 +279,27 @@ impl<D: Decider> DeciderRepository<D> {
     /// The aggregate repository underneath, for everything else it offers.
     pub fn aggregates(&self) -> &AggregateRepository<Decided<D>> {
         &self.inner
+    }
+}
+
+/// A codec of a decider's state, as the codec of the [`Decided`] aggregate that wraps it.
+struct DecidedCodec<D, C> {
+    codec: C,
+    decider: PhantomData<fn() -> D>,
+}
+
+impl<D, C: fmt::Debug> fmt::Debug for DecidedCodec<D, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.codec.fmt(f)
+    }
+}
+
+impl<D: Decider, C: StateCodec<D::State>> StateCodec<Decided<D>> for DecidedCodec<D, C> {
+    fn encode(&self, state: &Decided<D>) -> Result<serde_json::Value, snap_core::BoxError> {
+        self.codec.encode(&state.0)
+    }
+
+    fn decode(&self, stored: &serde_json::Value) -> Result<Decided<D>, snap_core::BoxError> {
+        self.codec.decode(stored).map(Decided)
     }
 }

@@ -249,7 +249,7 @@ impl<A: Aggregate> AggregateRepository<A> {
                 .chain
                 .migrate(snapshot.state.clone(), snapshot.schema_version)
             {
-                Ok(state) => serde_json::from_value(state),
+                Ok(state) => self.inner.codec.decode(&state),
                 Err(error @ (MigrationError::Newer { .. } | MigrationError::NoPath { .. })) => {
                     tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot schema not usable; replaying the stream");
                     return Err(FallbackReason::SchemaMismatch);
@@ -261,18 +261,18 @@ impl<A: Aggregate> AggregateRepository<A> {
             }
         } else {
             // The current schema: decoded in place, without a copy of the state.
-            A::deserialize(&snapshot.state)
+            self.inner.codec.decode(&snapshot.state)
         };
         let state: A = match decoded {
             Ok(state) => state,
             Err(error) => {
-                tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &error as &dyn std::error::Error, "snapshot state does not fit the aggregate; replaying the stream");
+                tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, error = &*error as &dyn std::error::Error, "snapshot state does not fit the aggregate; replaying the stream");
                 return Err(FallbackReason::RestoreFailure);
             }
         };
         let mut root = AggregateRoot::restore(snapshot.aggregate_id, snapshot.version, state);
         let resave = if migrated {
-            root.to_snapshot().ok()
+            root.to_snapshot_with(&*self.inner.codec).ok()
         } else {
             None
         };

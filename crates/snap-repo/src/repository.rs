@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use snap_core::{
     Aggregate, AggregateRoot, Backend, Commit, DynBackend, DynEventStore, DynSnapshotStore,
-    MigrationChain, Snapshot, SnapshotError, SnapshotWrite, share_backend,
+    MigrationChain, SerdeCodec, Snapshot, SnapshotError, SnapshotWrite, StateCodec, share_backend,
 };
 use snap_strategy::{
     BackgroundConfig, BackgroundSnapshotter, ReplayCost, Scheduled, SnapshotContext, SnapshotMode,
@@ -50,6 +50,7 @@ pub(crate) struct Inner<A> {
     pub(crate) chain: MigrationChain,
     pub(crate) background: Option<BackgroundSnapshotter>,
     pub(crate) snapshot_timeout: Option<Duration>,
+    pub(crate) codec: Arc<dyn StateCodec<A>>,
     pub(crate) counters: Counters,
     aggregate: PhantomData<fn() -> A>,
 }
@@ -81,6 +82,7 @@ pub struct RepositoryBuilder<A: Aggregate> {
     chain: Option<MigrationChain>,
     background: BackgroundConfig,
     snapshot_timeout: Option<Duration>,
+    codec: Arc<dyn StateCodec<A>>,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -116,6 +118,14 @@ impl<A: Aggregate> RepositoryBuilder<A> {
         let (strategy, mode) = policy.into_parts();
         self.strategy = Some(strategy);
         self.mode = mode;
+        self
+    }
+
+    /// How the state becomes a snapshot's stored state and back. Default: [`SerdeCodec`], the
+    /// state's own serde form. Migrations run on the stored form before the codec decodes it.
+    #[must_use]
+    pub fn codec(mut self, codec: impl StateCodec<A>) -> Self {
+        self.codec = Arc::new(codec);
         self
     }
 
@@ -186,6 +196,7 @@ impl<A: Aggregate> RepositoryBuilder<A> {
                 chain,
                 background,
                 snapshot_timeout: self.snapshot_timeout,
+                codec: self.codec,
                 counters: Counters::default(),
                 aggregate: PhantomData,
             }),
@@ -205,6 +216,7 @@ impl<A: Aggregate> AggregateRepository<A> {
             chain: None,
             background: BackgroundConfig::default(),
             snapshot_timeout: None,
+            codec: Arc::new(SerdeCodec),
             aggregate: PhantomData,
         }
     }
@@ -418,7 +430,7 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// The snapshot of the state the save reaches, or `None` (counted and logged) when it
     /// cannot be taken; the save goes on either way.
     fn capture_after_save(&self, root: &AggregateRoot<A>, mode: &'static str) -> Option<Snapshot> {
-        match root.to_snapshot_after_save() {
+        match root.to_snapshot_after_save_with(&*self.inner.codec) {
             Ok(snapshot) => Some(snapshot),
             Err(error) => {
                 self.inner.counters.snapshot_failed(A::TYPE, mode);
@@ -485,7 +497,7 @@ impl<A: Aggregate> AggregateRepository<A> {
             .snapshots
             .as_ref()
             .ok_or(RepositoryError::NoSnapshotStore)?;
-        let snapshot = root.to_snapshot()?;
+        let snapshot = root.to_snapshot_with(&*self.inner.codec)?;
         self.within_timeout(store.save_snapshot(&snapshot))
             .await
             .unwrap_or_else(|| Err(timed_out("write")))?;
@@ -528,7 +540,7 @@ impl<A: Aggregate> AggregateRepository<A> {
                     report.skipped += 1;
                     continue;
                 }
-                let snapshot = root.to_snapshot()?;
+                let snapshot = root.to_snapshot_with(&*self.inner.codec)?;
                 self.within_timeout(store.save_snapshot(&snapshot))
                     .await
                     .unwrap_or_else(|| Err(timed_out("write")))?;
