@@ -9,6 +9,30 @@ use crate::aggregate::{deposit, sample_state};
 use crate::floor::Floor;
 use crate::scenario::err;
 
+/// The bare append of one event on PostgreSQL, as a literal for [`PG_EVENT_AND_SNAPSHOT`].
+macro_rules! pg_event {
+    () => {
+        "INSERT INTO snap_bench.events (aggregate_type, aggregate_id, version, event_id,
+             event_type, payload, metadata)
+         VALUES ('BenchAccount', $1, $2, $3, 'Deposited', $4::jsonb, '{}')"
+    };
+}
+
+/// One event on PostgreSQL.
+const PG_EVENT: &str = pg_event!();
+
+/// One event and the snapshot row's upsert, in one statement, on PostgreSQL.
+const PG_EVENT_AND_SNAPSHOT: &str = concat!(
+    "WITH event AS (",
+    pg_event!(),
+    ")
+     INSERT INTO snap_bench.snapshots
+         (aggregate_type, aggregate_id, version, schema_version, state, created_at)
+     VALUES ('BenchAccount', $1, $2, 1, $5::jsonb, now())
+     ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+     SET version = excluded.version, state = excluded.state, created_at = excluded.created_at"
+);
+
 /// One stream the bare commits append to, one event at a time.
 pub(crate) struct BareStream {
     id: Uuid,
@@ -72,21 +96,10 @@ impl BareStream {
                 tx.commit().map_err(err)
             }
             Floor::Postgres(connection, _) => {
-                const EVENT: &str = "INSERT INTO snap_bench.events (aggregate_type, aggregate_id,
-                         version, event_id, event_type, payload, metadata)
-                     VALUES ('BenchAccount', $1, $2, $3, 'Deposited', $4::jsonb, '{}')";
                 let text = if snapshot {
-                    "WITH event AS (INSERT INTO snap_bench.events (aggregate_type, aggregate_id,
-                             version, event_id, event_type, payload, metadata)
-                         VALUES ('BenchAccount', $1, $2, $3, 'Deposited', $4::jsonb, '{}'))
-                     INSERT INTO snap_bench.snapshots
-                         (aggregate_type, aggregate_id, version, schema_version, state, created_at)
-                     VALUES ('BenchAccount', $1, $2, 1, $5::jsonb, now())
-                     ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-                     SET version = excluded.version, state = excluded.state,
-                         created_at = excluded.created_at"
+                    PG_EVENT_AND_SNAPSHOT
                 } else {
-                    EVENT
+                    PG_EVENT
                 };
                 let query = sqlx::query(text)
                     .bind(id)

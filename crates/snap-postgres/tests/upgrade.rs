@@ -4,9 +4,8 @@
 
 mod support;
 
-use serde_json::json;
-use snap_core::{EventStore, NewEvent, Snapshot, SnapshotStore};
 use snap_postgres::MIGRATIONS;
+use snap_testkit::upgrade;
 use support::PgHarness;
 use uuid::Uuid;
 
@@ -35,8 +34,8 @@ async fn a_version_1_schema_with_data_migrates_to_the_latest_and_loses_nothing()
     let schema = database.schema().to_owned();
 
     // Rows as version 1 wrote them, history included.
-    let ids = [Uuid::new_v4(), Uuid::new_v4()];
-    for (id, n) in ids.iter().zip([3_i64, 5]) {
+    let streams = [(Uuid::new_v4(), 3_i64), (Uuid::new_v4(), 5)];
+    for (id, n) in streams {
         for version in 1..=n {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO \"{schema}\".events
@@ -46,7 +45,7 @@ async fn a_version_1_schema_with_data_migrates_to_the_latest_and_loses_nothing()
             .bind(id)
             .bind(version)
             .bind(Uuid::new_v4())
-            .bind(json!({"amount": version, "note": "ünïcode"}))
+            .bind(upgrade::payload(version))
             .execute(database.pool())
             .await
             .unwrap();
@@ -57,7 +56,7 @@ async fn a_version_1_schema_with_data_migrates_to_the_latest_and_loses_nothing()
             )))
             .bind(id)
             .bind(n - 1)
-            .bind(json!({"balance": n * 10}))
+            .bind(upgrade::state(n))
             .execute(database.pool())
             .await
             .unwrap();
@@ -74,50 +73,12 @@ async fn a_version_1_schema_with_data_migrates_to_the_latest_and_loses_nothing()
             .await
             .contains(&"snapshots_created_at".to_owned())
     );
-    let (events, snapshots) = (database.event_store(), database.snapshot_store());
-    for (id, n) in ids.iter().zip([3_u64, 5]) {
-        let stored = events.load(*id, "Account", 0, None).await.unwrap();
-        assert_eq!(stored.len() as u64, n);
-        for (event, version) in stored.iter().zip(1..) {
-            assert_eq!(event.version, version);
-            assert_eq!(event.payload, json!({"amount": version, "note": "ünïcode"}));
-        }
-        let snapshot = snapshots
-            .get_snapshot(*id, "Account")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((snapshot.version, snapshot.schema_version), (n - 1, 2));
-        assert_eq!(snapshot.state, json!({"balance": n * 10}));
-        let version = events
-            .append(
-                *id,
-                "Account",
-                n,
-                vec![NewEvent::new("Deposited", json!({"amount": 1}))],
-            )
-            .await
-            .unwrap();
-        snapshots
-            .save_snapshot(&Snapshot::new(
-                *id,
-                "Account",
-                version,
-                json!({"balance": 1}),
-                2,
-            ))
-            .await
-            .unwrap();
-        assert_eq!(
-            snapshots
-                .get_snapshot(*id, "Account")
-                .await
-                .unwrap()
-                .unwrap()
-                .version,
-            n + 1
-        );
-    }
+    upgrade::rows_read_back_and_take_writes(
+        &database.event_store(),
+        &database.snapshot_store(),
+        &streams,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

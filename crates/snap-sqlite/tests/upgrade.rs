@@ -2,9 +2,8 @@
 //! written as version 1 laid them out, by plain SQL, read back through the stores after the
 //! migration, and the stores write to it afterwards.
 
-use serde_json::json;
-use snap_core::{EventStore, NewEvent, Snapshot, SnapshotStore};
 use snap_sqlite::{MIGRATIONS, SqliteDatabase, SqliteOptions};
+use snap_testkit::upgrade;
 use uuid::Uuid;
 
 fn index_names(connection: &rusqlite::Connection) -> Vec<String> {
@@ -34,11 +33,11 @@ async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing
     database.close();
 
     // Rows as version 1 wrote them: hyphenated ids, JSON text, microsecond timestamps.
-    let ids = [Uuid::new_v4(), Uuid::new_v4()];
+    let streams = [(Uuid::new_v4(), 3_i64), (Uuid::new_v4(), 5)];
     {
         let connection = rusqlite::Connection::open(&path).unwrap();
         assert!(index_names(&connection).contains(&"snapshots_created_at".to_owned()));
-        for (id, n) in ids.iter().zip([3_i64, 5]) {
+        for (id, n) in streams {
             for version in 1..=n {
                 connection
                     .execute(
@@ -47,7 +46,7 @@ async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing
                             id.hyphenated().to_string(),
                             version,
                             Uuid::new_v4().hyphenated().to_string(),
-                            json!({"amount": version, "note": "ünïcode"}).to_string(),
+                            upgrade::payload(version).to_string(),
                             1_700_000_000_000_000_i64 + version,
                         ],
                     )
@@ -59,7 +58,7 @@ async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing
                     rusqlite::params![
                         id.hyphenated().to_string(),
                         n - 1,
-                        json!({"balance": n * 10}).to_string()
+                        upgrade::state(n).to_string()
                     ],
                 )
                 .unwrap();
@@ -71,55 +70,12 @@ async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing
         database.schema_version().await.unwrap(),
         u32::try_from(MIGRATIONS.len()).unwrap()
     );
-    let (events, snapshots) = (database.event_store(), database.snapshot_store());
-    for (id, n) in ids.iter().zip([3_u64, 5]) {
-        let stored = events.load(*id, "Account", 0, None).await.unwrap();
-        assert_eq!(stored.len() as u64, n);
-        for (event, version) in stored.iter().zip(1..) {
-            assert_eq!(event.version, version);
-            assert_eq!(event.payload, json!({"amount": version, "note": "ünïcode"}));
-        }
-        let snapshot = snapshots
-            .get_snapshot(*id, "Account")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (snapshot.version, snapshot.schema_version),
-            (n - 1, 2),
-            "the snapshot row survives"
-        );
-        assert_eq!(snapshot.state, json!({"balance": n * 10}));
-        // And the migrated database takes new writes.
-        let version = events
-            .append(
-                *id,
-                "Account",
-                n,
-                vec![NewEvent::new("Deposited", json!({"amount": 1}))],
-            )
-            .await
-            .unwrap();
-        snapshots
-            .save_snapshot(&Snapshot::new(
-                *id,
-                "Account",
-                version,
-                json!({"balance": 1}),
-                2,
-            ))
-            .await
-            .unwrap();
-        assert_eq!(
-            snapshots
-                .get_snapshot(*id, "Account")
-                .await
-                .unwrap()
-                .unwrap()
-                .version,
-            n + 1
-        );
-    }
+    upgrade::rows_read_back_and_take_writes(
+        &database.event_store(),
+        &database.snapshot_store(),
+        &streams,
+    )
+    .await;
     database.close();
     let connection = rusqlite::Connection::open(&path).unwrap();
     assert!(!index_names(&connection).contains(&"snapshots_created_at".to_owned()));

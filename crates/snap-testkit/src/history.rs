@@ -4,8 +4,8 @@
 //! version found no snapshot.
 
 use serde::{Deserialize, Serialize};
-use snap_core::{Aggregate, SnapshotStore};
-use snap_repo::RepositoryError;
+use snap_core::{Aggregate, AggregateRoot, SnapshotStore};
+use snap_repo::{AggregateRepository, RepositoryError};
 use snap_strategy::{SnapshotMode, Threshold};
 use uuid::Uuid;
 
@@ -71,32 +71,33 @@ fn dog_at(version: u64) -> Dog {
     }
 }
 
+/// A repository snapshotting every 2 events, and Fido registered and taught the three tricks,
+/// one save each: versions 1 to 4.
+async fn school<H: RepositoryHarness>(
+    rig: &Rig<H>,
+) -> (AggregateRepository<Dog>, AggregateRoot<Dog>) {
+    let repo = rig.repo::<Dog>(Threshold(2), SnapshotMode::Sync);
+    let mut dog = repo.create_new(Uuid::new_v4());
+    let registered = DogEvent::Registered {
+        name: "Fido".into(),
+    };
+    commit(&repo, &mut dog, [registered]).await;
+    for trick in TRICKS {
+        let trick = DogEvent::TrickAdded {
+            trick: trick.into(),
+        };
+        commit(&repo, &mut dog, [trick]).await;
+    }
+    (repo, dog)
+}
+
 /// The walk with every snapshot kept: snapshots at 2 and 4, `get_snapshot_at` as `lte=`, the
 /// entity at each version (through the nearest snapshot below it, from the start at version
 /// 1), version 0 not found, and a discarded dog not found at its head but found before.
 pub async fn the_eventsourcing_walk_reads_every_version<H: RepositoryHarness>(h: &H) {
     let rig = Rig::<H>::open(h, 10).await;
-    let repo = rig.repo::<Dog>(Threshold(2), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
-    let mut dog = repo.create_new(id);
-    commit(
-        &repo,
-        &mut dog,
-        [DogEvent::Registered {
-            name: "Fido".into(),
-        }],
-    )
-    .await;
-    for trick in TRICKS {
-        commit(
-            &repo,
-            &mut dog,
-            [DogEvent::TrickAdded {
-                trick: trick.into(),
-            }],
-        )
-        .await;
-    }
+    let (repo, mut dog) = school(&rig).await;
+    let id = dog.id();
     assert_eq!(dog.version(), 4);
 
     // `snapshots.get(id, lte=v)`: the highest snapshot at or below v.
@@ -157,27 +158,8 @@ pub async fn the_eventsourcing_walk_reads_every_version<H: RepositoryHarness>(h:
 /// from the first event, gives the same state, and the stats say so.
 pub async fn a_load_below_the_only_snapshot_is_counted<H: RepositoryHarness>(h: &H) {
     let rig = Rig::<H>::open(h, 1).await;
-    let repo = rig.repo::<Dog>(Threshold(2), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
-    let mut dog = repo.create_new(id);
-    commit(
-        &repo,
-        &mut dog,
-        [DogEvent::Registered {
-            name: "Fido".into(),
-        }],
-    )
-    .await;
-    for trick in TRICKS {
-        commit(
-            &repo,
-            &mut dog,
-            [DogEvent::TrickAdded {
-                trick: trick.into(),
-            }],
-        )
-        .await;
-    }
+    let (repo, dog) = school(&rig).await;
+    let id = dog.id();
     let at = repo.load_at(id, 3).await.expect("load at 3");
     assert_eq!(at.state(), &dog_at(3));
     let stats = repo.stats();

@@ -62,6 +62,7 @@ mod native;
 pub mod repository;
 pub mod snapshot_store;
 pub mod spans;
+pub mod upgrade;
 
 pub use hostile::{event_store_survives_hostile_input, snapshot_store_survives_hostile_input};
 pub use invariant::{
