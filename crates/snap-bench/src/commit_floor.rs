@@ -27,15 +27,16 @@ const PG_EVENT_AND_SNAPSHOT: &str = concat!(
     pg_event!(),
     ")
      INSERT INTO snap_bench.snapshots
-         (aggregate_type, aggregate_id, version, schema_version, state, created_at)
-     VALUES ('BenchAccount', $1, $2, 1, $5::jsonb, now())
+         (aggregate_type, aggregate_id, version, schema_version, state, created_at, updated_at)
+     VALUES ('BenchAccount', $1, $2, 1, $5::jsonb, now(), now())
      ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-     SET version = excluded.version, state = excluded.state, created_at = excluded.created_at"
+     SET version = excluded.version, state = excluded.state, updated_at = excluded.updated_at"
 );
 
 /// One stream the bare commits append to, one event at a time.
 pub(crate) struct BareStream {
-    id: Uuid,
+    /// The aggregate id's text form, as the stores bind it.
+    id: String,
     version: i64,
     payload: String,
     state: String,
@@ -45,7 +46,7 @@ impl BareStream {
     /// A new stream with the benchmark's event and snapshot bodies, rendered once.
     pub(crate) fn new() -> Result<Self, String> {
         Ok(Self {
-            id: Uuid::new_v4(),
+            id: Uuid::new_v4().to_string(),
             version: 0,
             payload: serde_json::to_string(&deposit(1)).map_err(err)?,
             state: serde_json::to_string(&sample_state()).map_err(err)?,
@@ -56,13 +57,12 @@ impl BareStream {
     /// the new version, in one transaction (one statement on PostgreSQL).
     pub(crate) async fn commit(&mut self, floor: &mut Floor, snapshot: bool) -> Result<(), String> {
         self.version += 1;
-        let (id, version, event_id) = (self.id, self.version, Uuid::new_v4());
+        let (id, version, event_id) = (self.id.as_str(), self.version, Uuid::new_v4());
         match floor {
             Floor::Sqlite(connection) => {
                 let tx = connection
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(err)?;
-                let id = id.hyphenated().to_string();
                 tx.prepare_cached(
                     "INSERT INTO events (aggregate_type, aggregate_id, version, event_id,
                          event_type, payload, metadata, recorded_at)
@@ -80,14 +80,16 @@ impl BareStream {
                 if snapshot {
                     let replaced = tx
                         .prepare_cached(
-                            "UPDATE snapshots SET version = ?2, state = ?3, created_at = 0
+                            "UPDATE snapshots SET version = ?2, state = ?3, updated_at = 0
                              WHERE aggregate_type = 'BenchAccount' AND aggregate_id = ?1",
                         )
                         .and_then(|mut s| s.execute(rusqlite::params![id, version, self.state]))
                         .map_err(err)?;
                     if replaced == 0 {
                         tx.execute(
-                            "INSERT INTO snapshots VALUES ('BenchAccount', ?1, ?2, 1, ?3, 0)",
+                            "INSERT INTO snapshots (aggregate_type, aggregate_id, version,
+                                 schema_version, state, created_at, updated_at)
+                             VALUES ('BenchAccount', ?1, ?2, 1, ?3, 0, 0)",
                             rusqlite::params![id, version, self.state],
                         )
                         .map_err(err)?;

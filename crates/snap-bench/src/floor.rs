@@ -1,6 +1,7 @@
 //! The floors: what the database underneath does for the same work, by bare statements on a
 //! dedicated connection, measured in the same run as the stores.
 
+use snap_es::AggregateId;
 use uuid::Uuid;
 
 use crate::aggregate::BenchEvent;
@@ -13,40 +14,39 @@ pub(crate) enum Floor {
 }
 
 impl Floor {
-    pub(crate) async fn get(&mut self, id: Uuid) -> Result<i64, String> {
+    pub(crate) async fn get(&mut self, id: &AggregateId) -> Result<i64, String> {
         match self {
             Self::Sqlite(connection) => {
                 let mut statement = connection
                     .prepare_cached(
-                        "SELECT version, schema_version, state, created_at FROM snapshots
+                        "SELECT version, schema_version, state, created_at, updated_at FROM snapshots
                          WHERE aggregate_type = ?1 AND aggregate_id = ?2
                          ORDER BY version DESC LIMIT 1",
                     )
                     .map_err(|e| e.to_string())?;
-                let (version, _, _, _) = statement
-                    .query_row(
-                        rusqlite::params!["BenchAccount", id.hyphenated().to_string()],
-                        |row| {
-                            Ok((
-                                row.get::<_, i64>(0)?,
-                                row.get::<_, i64>(1)?,
-                                row.get::<_, String>(2)?,
-                                row.get::<_, i64>(3)?,
-                            ))
-                        },
-                    )
+                let (version, _, _, _, _) = statement
+                    .query_row(rusqlite::params!["BenchAccount", &*id.text()], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, i64>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, i64>(3)?,
+                            row.get::<_, i64>(4)?,
+                        ))
+                    })
                     .map_err(|e| e.to_string())?;
                 Ok(version)
             }
             Self::Postgres(connection, sql) => {
-                let (version, _, _, _): (
+                let (version, _, _, _, _): (
                     i64,
                     i64,
                     serde_json::Value,
                     sqlx::types::time::OffsetDateTime,
+                    sqlx::types::time::OffsetDateTime,
                 ) = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                     .bind("BenchAccount")
-                    .bind(id)
+                    .bind(&*id.text())
                     .fetch_one(&mut *connection)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -59,7 +59,7 @@ impl Floor {
 impl Floor {
     /// The events of `id` after `after`, by a bare prepared SELECT on the floor's connection,
     /// decoded as the stores decode them (JSON into values); returns how many.
-    pub(crate) async fn tail(&mut self, id: Uuid, after: u64) -> Result<usize, String> {
+    pub(crate) async fn tail(&mut self, id: &AggregateId, after: u64) -> Result<usize, String> {
         let after = i64::try_from(after).map_err(err)?;
         match self {
             Self::Sqlite(connection) => {
@@ -72,7 +72,7 @@ impl Floor {
                     .map_err(err)?;
                 let rows = statement
                     .query_map(
-                        rusqlite::params!["BenchAccount", id.hyphenated().to_string(), after],
+                        rusqlite::params!["BenchAccount", &*id.text(), after],
                         |row| {
                             Ok((
                                 row.get::<_, i64>(0)?,
@@ -109,7 +109,7 @@ impl Floor {
                      AND version > $3 ORDER BY version",
                 )
                 .bind("BenchAccount")
-                .bind(id)
+                .bind(&*id.text())
                 .bind(after)
                 .fetch_all(&mut *connection)
                 .await
@@ -123,7 +123,7 @@ impl Floor {
 impl Floor {
     /// Every event of `id` by a bare SELECT, each payload decoded straight into the event
     /// type: the least a full replay must do. Returns how many.
-    pub(crate) async fn decode(&mut self, id: Uuid) -> Result<u64, String> {
+    pub(crate) async fn decode(&mut self, id: &AggregateId) -> Result<u64, String> {
         match self {
             Self::Sqlite(connection) => {
                 let mut statement = connection
@@ -133,10 +133,7 @@ impl Floor {
                     )
                     .map_err(err)?;
                 let mut rows = statement
-                    .query(rusqlite::params![
-                        "BenchAccount",
-                        id.hyphenated().to_string()
-                    ])
+                    .query(rusqlite::params!["BenchAccount", &*id.text()])
                     .map_err(err)?;
                 let mut count = 0;
                 while let Some(row) = rows.next().map_err(err)? {
@@ -153,7 +150,7 @@ impl Floor {
                      WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY version",
                 )
                 .bind("BenchAccount")
-                .bind(id)
+                .bind(id.to_string())
                 .fetch(&mut *connection);
                 let mut count = 0;
                 while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
@@ -183,7 +180,7 @@ impl Floor {
     /// INSERTs on SQLite, one `UNNEST` INSERT on PostgreSQL. The least a save of them costs.
     pub(crate) async fn insert(
         &mut self,
-        id: Uuid,
+        id: &AggregateId,
         events: &[snap_es::NewEvent],
     ) -> Result<(), String> {
         match self {
@@ -197,12 +194,12 @@ impl Floor {
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                         )
                         .map_err(err)?;
-                    let id = id.hyphenated().to_string();
+                    let id = id.text();
                     for (event, version) in events.iter().zip(1_i64..) {
                         insert
                             .execute(rusqlite::params![
                                 "BenchAccount",
-                                id,
+                                &*id,
                                 version,
                                 event.event_id.hyphenated().to_string(),
                                 event.event_type,
@@ -235,7 +232,7 @@ impl Floor {
                      FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[])
                          WITH ORDINALITY AS e(event_id, event_type, payload, metadata, ord)",
                 )
-                .bind(id)
+                .bind(id.to_string())
                 .bind(ids)
                 .bind(types)
                 .bind(payloads)

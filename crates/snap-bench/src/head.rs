@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use snap_es::{AggregateRepository, DynBackend, EventStore};
+use snap_es::{AggregateId, AggregateRepository, DynBackend, EventStore};
 use uuid::Uuid;
 
 use crate::Config;
@@ -31,12 +31,12 @@ pub(crate) async fn head_row<E: EventStore>(
     let through = AggregateRepository::<BenchAccount>::builder(Arc::clone(native))
         .build()
         .map_err(err)?;
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     append_more(event_store, id, 0, SHORT).await?;
     let snapshot_at_head = |repo: &AggregateRepository<BenchAccount>| {
-        let repo = repo.clone();
+        let (repo, id) = (repo.clone(), id.clone());
         async move {
-            let root = repo.load(id).await.map_err(err)?;
+            let root = repo.load(&id).await.map_err(err)?;
             repo.create_snapshot(&root).await.map_err(err)?;
             Ok::<_, String>(())
         }
@@ -46,7 +46,7 @@ pub(crate) async fn head_row<E: EventStore>(
     for _ in 0..WARM_LOADS / 8 {
         let mut loads = tokio::task::JoinSet::new();
         for _ in 0..8 {
-            let repo = through.clone();
+            let (repo, id) = (through.clone(), id.clone());
             loads.spawn(async move { repo.load(id).await.map(|_| ()) });
         }
         while let Some(loaded) = loads.join_next().await {
@@ -74,7 +74,12 @@ pub(crate) async fn head_row<E: EventStore>(
 }
 
 /// Appends events `from + 1 ..= to` to the stream.
-async fn append_more<E: EventStore>(store: &E, id: Uuid, from: u64, to: u64) -> Result<(), String> {
+async fn append_more<E: EventStore>(
+    store: &E,
+    id: &AggregateId,
+    from: u64,
+    to: u64,
+) -> Result<(), String> {
     let mut version = from;
     while version < to {
         let batch = 1_000.min(to - version);

@@ -2,8 +2,7 @@
 //! do: read every event's payload and decode it into the event type.
 
 use serde::Deserialize as _;
-use snap_es::{AggregateRepository, EventStore};
-use uuid::Uuid;
+use snap_es::{AggregateId, AggregateRepository, EventStore};
 
 use crate::Config;
 use crate::aggregate::{BenchAccount, BenchEvent};
@@ -16,7 +15,7 @@ use crate::scenario::err;
 /// decoded into the event type.
 async fn decode_in_memory<E: EventStore>(
     event_store: &E,
-    id: Uuid,
+    id: &AggregateId,
     samples: usize,
 ) -> Result<Samples, String> {
     let stored = event_store
@@ -41,7 +40,7 @@ pub(crate) async fn replay_rows<E: EventStore>(
     config: &Config,
     report: &mut Report,
     (through, event_store): (&AggregateRepository<BenchAccount>, &E),
-    (id, mut floor): (Uuid, Option<&mut Floor>),
+    (id, mut floor): (&AggregateId, Option<&mut Floor>),
     target: Target,
 ) -> Result<(), String> {
     let long = config.long_stream();

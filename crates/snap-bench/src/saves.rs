@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use snap_es::{
-    AggregateRepository, DynBackend, Never, Snapshot, SnapshotMode, SnapshotStore, Threshold,
+    AggregateId, AggregateRepository, DynBackend, Never, Snapshot, SnapshotMode, SnapshotStore,
+    Threshold,
 };
 use uuid::Uuid;
 
@@ -15,7 +16,7 @@ use crate::commit_floor::BareStream;
 use crate::floor::Floor;
 use crate::measure::Samples;
 use crate::report::{Rate, Report, Row, Section, Target};
-use crate::scenario::err;
+use crate::scenario::{err, named_id, uuid_id};
 
 /// What the save rows of one backend are judged by.
 pub(crate) struct SaveTargets {
@@ -43,13 +44,26 @@ pub(crate) async fn save_rows(
     mut floor: Option<&mut Floor>,
     targets: &SaveTargets,
 ) -> Result<(), String> {
+    // (row, with snapshots, mode, with a string id)
     let modes = [
-        (WITHOUT, false, SnapshotMode::Sync),
-        ("save 1 event: snapshot, sync", true, SnapshotMode::Sync),
+        (WITHOUT, false, SnapshotMode::Sync, false),
+        (
+            "save 1 event: snapshot, sync",
+            true,
+            SnapshotMode::Sync,
+            false,
+        ),
         (
             "save 1 event: snapshot, background",
             true,
             SnapshotMode::Background,
+            false,
+        ),
+        (
+            "save 1 event: snapshot, sync, string id",
+            true,
+            SnapshotMode::Sync,
+            true,
         ),
     ];
     let snapshots = native
@@ -57,7 +71,7 @@ pub(crate) async fn save_rows(
         .ok_or_else(|| format!("{backend}: the backend keeps no snapshots"))?;
     let mut without = None;
     let mut bare_without = None;
-    for (name, snapshot, mode) in modes {
+    for (n, (name, snapshot, mode, named)) in modes.into_iter().enumerate() {
         let builder = AggregateRepository::<BenchAccount>::builder(Arc::clone(native)).mode(mode);
         let repo = if snapshot {
             builder.strategy(Threshold(1))
@@ -66,7 +80,11 @@ pub(crate) async fn save_rows(
         }
         .build()
         .map_err(err)?;
-        let id = Uuid::new_v4();
+        let id = &if named {
+            named_id(usize::MAX - n)
+        } else {
+            uuid_id()
+        };
         let mut root = repo.create_new(id);
         // Warm-up: the first saves create the stream and fill caches.
         for n in 1..=5 {
@@ -78,7 +96,7 @@ pub(crate) async fn save_rows(
         repo.save(&mut root).await.map_err(err)?;
         let mut samples = Samples::default();
         // The bare commits of the same shape, interleaved, so drift hits both alike.
-        let mut bare = (mode == SnapshotMode::Sync)
+        let mut bare = (mode == SnapshotMode::Sync && !named)
             .then(BareStream::new)
             .transpose()?
             .zip(floor.as_deref_mut())
@@ -102,18 +120,10 @@ pub(crate) async fn save_rows(
             report.add(Section::Saves, floor_row);
         }
         repo.await_pending_snapshots().await;
-        // The snapshots written are the state of the stream's head.
-        let stored = snapshots
-            .get_snapshot(id, "BenchAccount")
-            .await
-            .map_err(err)?
-            .map(|s| s.version);
         let expected = snapshot.then_some(root.version());
-        if stored != expected {
-            return Err(format!(
-                "{backend}: {name}: the snapshot is at {stored:?}, expected {expected:?}"
-            ));
-        }
+        check_stored(&*snapshots, id, expected)
+            .await
+            .map_err(|e| format!("{backend}: {name}: {e}"))?;
         let row = Row::new(backend, name, &samples);
         let row = match (without, mode) {
             (None, _) => {
@@ -129,6 +139,27 @@ pub(crate) async fn save_rows(
         repo.shutdown().await;
     }
     Ok(())
+}
+
+/// The snapshots written are the state of the stream's head: the stored snapshot is at
+/// `expected` (`None`: there is none).
+async fn check_stored(
+    snapshots: &snap_es::DynSnapshotStore,
+    id: &AggregateId,
+    expected: Option<u64>,
+) -> Result<(), String> {
+    let stored = snapshots
+        .get_snapshot(id, "BenchAccount")
+        .await
+        .map_err(err)?
+        .map(|s| s.version);
+    if stored == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "the snapshot is at {stored:?}, expected {expected:?}"
+        ))
+    }
 }
 
 /// What the bare commit of a one-event save is called, with or without the snapshot row.
@@ -174,7 +205,8 @@ pub(crate) async fn big_save_rows(
                 .map(|e| e.clone().with_event_id(Uuid::new_v4()))
                 .collect::<Vec<_>>();
             floor.settle()?;
-            bare.time(floor.insert(Uuid::new_v4(), &fresh)).await?;
+            bare.time(floor.insert(&Uuid::new_v4().into(), &fresh))
+                .await?;
         }
     }
     let name = format!("one save of {BIG} events");
@@ -197,7 +229,7 @@ pub(crate) async fn throughput<S: SnapshotStore + Clone>(
     config: &Config,
     report: &mut Report,
     snapshots: &S,
-    ids: &[Uuid],
+    ids: &[AggregateId],
     floor: Option<f64>,
 ) -> Result<(), String> {
     let budget = if config.quick {
@@ -212,7 +244,7 @@ pub(crate) async fn throughput<S: SnapshotStore + Clone>(
             let mut handles = Vec::with_capacity(tasks);
             for task in 0..tasks {
                 let store = snapshots.clone();
-                let ids: Vec<Uuid> = ids.iter().skip(task).step_by(tasks).copied().collect();
+                let ids: Vec<AggregateId> = ids.iter().skip(task).step_by(tasks).cloned().collect();
                 let reads = operation == "get_snapshot";
                 // Built once: the loop times the store, not building and serialising a state.
                 let mut snapshot =
@@ -222,7 +254,7 @@ pub(crate) async fn throughput<S: SnapshotStore + Clone>(
                     let mut next = ids.iter().cycle();
                     while std::time::Instant::now() < deadline {
                         if reads {
-                            let id = *next.next().ok_or("no ids")?;
+                            let id = next.next().ok_or("no ids")?;
                             store.get_snapshot(id, "BenchAccount").await.map_err(err)?;
                         } else {
                             snapshot.version = ops + 1;

@@ -7,8 +7,8 @@ use snap_es::memory::InMemoryDatabase;
 use snap_es::postgres::{PostgresDatabase, PostgresOptions};
 use snap_es::sqlite::{Blocking, SqliteOptions};
 use snap_es::{
-    AggregateRepository, AggregateRoot, DynBackend, EventStore, Snapshot, SnapshotMode,
-    SnapshotStore, StorePair, create_snapshot_strategy,
+    AggregateId, AggregateRepository, AggregateRoot, DynBackend, EventStore, Snapshot,
+    SnapshotMode, SnapshotStore, StorePair, create_snapshot_strategy,
 };
 use uuid::Uuid;
 
@@ -40,11 +40,26 @@ struct Targets {
 /// The aggregates a run reads.
 struct Fixture {
     /// Aggregates with a snapshot at version 10, read in turn by the `get_snapshot` rows.
-    snapshot_ids: Vec<Uuid>,
+    snapshot_ids: Vec<AggregateId>,
+    /// As many with string ids (`"account-000042"`).
+    named_snapshot_ids: Vec<AggregateId>,
     /// A stream of `long_stream()` events and no snapshot.
-    replay_id: Uuid,
+    replay_id: AggregateId,
     /// A stream of `long_stream() - 1` events with a snapshot 99 events before the head.
-    trailing_id: Uuid,
+    trailing_id: AggregateId,
+    /// The same with a string id.
+    named_trailing_id: AggregateId,
+}
+
+/// A fresh UUID aggregate id.
+pub(crate) fn uuid_id() -> AggregateId {
+    Uuid::new_v4().into()
+}
+
+/// A string aggregate id of the shape applications use, `"account-000042"`, unique in a run.
+pub(crate) fn named_id(n: usize) -> AggregateId {
+    let run = std::process::id();
+    AggregateId::parse(&format!("account-{run}-{n:06}")).expect("a valid string id")
 }
 
 pub(crate) fn err(e: impl std::fmt::Display) -> String {
@@ -58,23 +73,46 @@ async fn seed<S: SnapshotStore, E: EventStore>(
 ) -> Result<Fixture, String> {
     let count = if config.quick { 100 } else { 1_000 };
     let mut snapshot_ids = Vec::with_capacity(count);
-    for _ in 0..count {
-        let id = Uuid::new_v4();
-        let snapshot = Snapshot::new(id, "BenchAccount", 10, sample_state(), 1);
-        snapshots.save_snapshot(&snapshot).await.map_err(err)?;
-        snapshot_ids.push(id);
+    let mut named_snapshot_ids = Vec::with_capacity(count);
+    for n in 0..count {
+        for (id, ids) in [
+            (uuid_id(), &mut snapshot_ids),
+            (named_id(n), &mut named_snapshot_ids),
+        ] {
+            let snapshot = Snapshot::new(&id, "BenchAccount", 10, sample_state(), 1);
+            snapshots.save_snapshot(&snapshot).await.map_err(err)?;
+            ids.push(id);
+        }
     }
     let long = config.long_stream();
-    let replay_id = Uuid::new_v4();
-    append_stream(event_store, replay_id, long).await?;
-    let trailing_id = Uuid::new_v4();
-    let head = long - 1;
-    append_stream(event_store, trailing_id, head).await?;
-    // The snapshot holds the real state at its version, so the trailing load can be checked.
+    let replay_id = uuid_id();
+    append_stream(event_store, &replay_id, long).await?;
+    let trailing_id = uuid_id();
+    trailing_stream(config, (snapshots, event_store), &trailing_id).await?;
+    let named_trailing_id = named_id(count);
+    trailing_stream(config, (snapshots, event_store), &named_trailing_id).await?;
+    Ok(Fixture {
+        snapshot_ids,
+        named_snapshot_ids,
+        replay_id,
+        trailing_id,
+        named_trailing_id,
+    })
+}
+
+/// A stream of `long_stream() - 1` events with a snapshot 99 events before the head; the
+/// snapshot holds the real state at its version, so the trailing load can be checked.
+async fn trailing_stream<S: SnapshotStore, E: EventStore>(
+    config: &Config,
+    (snapshots, event_store): (&S, &E),
+    id: &AggregateId,
+) -> Result<(), String> {
+    let head = config.long_stream() - 1;
+    append_stream(event_store, id, head).await?;
     let at = head - TRAILING;
-    let mut root = AggregateRoot::<BenchAccount>::new(trailing_id);
+    let mut root = AggregateRoot::<BenchAccount>::new(id);
     for event in event_store
-        .load(trailing_id, "BenchAccount", 0, Some(at))
+        .load(id, "BenchAccount", 0, Some(at))
         .await
         .map_err(err)?
     {
@@ -83,15 +121,14 @@ async fn seed<S: SnapshotStore, E: EventStore>(
     snapshots
         .save_snapshot(&root.to_snapshot().map_err(err)?)
         .await
-        .map_err(err)?;
-    Ok(Fixture {
-        snapshot_ids,
-        replay_id,
-        trailing_id,
-    })
+        .map_err(err)
 }
 
-async fn append_stream<E: EventStore>(store: &E, id: Uuid, count: u64) -> Result<(), String> {
+async fn append_stream<E: EventStore>(
+    store: &E,
+    id: &AggregateId,
+    count: u64,
+) -> Result<(), String> {
     let mut version = 0;
     while version < count {
         let batch = SEED_BATCH.min(count - version);
@@ -107,13 +144,13 @@ async fn append_stream<E: EventStore>(store: &E, id: Uuid, count: u64) -> Result
 async fn get_snapshot_rows<S: SnapshotStore>(
     config: &Config,
     snapshots: &S,
-    ids: &[Uuid],
+    ids: &[AggregateId],
     mut floor: Option<&mut Floor>,
 ) -> Result<(Samples, Samples), String> {
     let (mut floor_samples, mut store_samples) = (Samples::default(), Samples::default());
     let probe = std::time::Instant::now();
     snapshots
-        .get_snapshot(ids[0], "BenchAccount")
+        .get_snapshot(&ids[0], "BenchAccount")
         .await
         .map_err(err)?;
     let per_round = config.samples(probe.elapsed()).div_ceil(ROUNDS);
@@ -121,13 +158,13 @@ async fn get_snapshot_rows<S: SnapshotStore>(
     for _ in 0..ROUNDS {
         if let Some(floor) = floor.as_deref_mut() {
             for _ in 0..per_round {
-                let id = *next.next().ok_or("no ids")?;
+                let id = next.next().ok_or("no ids")?;
                 let version = floor_samples.time(floor.get(id)).await?;
                 assert_eq!(version, 10, "the floor reads the seeded row");
             }
         }
         for _ in 0..per_round {
-            let id = *next.next().ok_or("no ids")?;
+            let id = next.next().ok_or("no ids")?;
             let found = store_samples
                 .time(snapshots.get_snapshot(id, "BenchAccount"))
                 .await
@@ -166,23 +203,21 @@ fn repositories<E: EventStore + Clone>(
     Ok((through, replaying))
 }
 
-async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
-    (backend, native): (&'static str, &Arc<DynBackend>),
+/// The `get_snapshot` rows, UUID and string ids, and the floor's; returns the floor's median.
+async fn snapshot_rows<S: SnapshotStore>(
+    backend: &'static str,
     config: &Config,
     report: &mut Report,
-    (snapshots, event_store): (&S, &E),
-    mut floor: Option<(&'static str, &mut Floor)>,
-    targets: &Targets,
-) -> Result<(), String> {
-    Report::progress(&format!("{backend}: seeding"));
-    let fixture = seed(config, snapshots, event_store).await?;
-
+    (snapshots, fixture): (&S, &Fixture),
+    floor: Option<(&'static str, &mut Floor)>,
+    target: Target,
+) -> Result<Duration, String> {
     let floor_name = floor.as_ref().map(|(name, _)| *name);
     let (floor_samples, store_samples) = get_snapshot_rows(
         config,
         snapshots,
         &fixture.snapshot_ids,
-        floor.as_mut().map(|(_, f)| &mut **f),
+        floor.map(|(_, f)| f),
     )
     .await?;
     let floor_median = floor_samples.median();
@@ -198,19 +233,55 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
     };
     report.add(
         Section::Operations,
-        with_floor(Row::new(backend, "get_snapshot", &store_samples)).target(targets.get_snapshot),
+        with_floor(Row::new(backend, "get_snapshot", &store_samples)).target(target),
     );
+    // String ids, against the same floor: what a UUID id does not pay.
+    let (_, named) =
+        get_snapshot_rows(config, snapshots, &fixture.named_snapshot_ids, None).await?;
+    report.add(
+        Section::Operations,
+        with_floor(Row::new(backend, "get_snapshot, string ids", &named)).target(target),
+    );
+    Ok(floor_median)
+}
+
+async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
+    (backend, native): (&'static str, &Arc<DynBackend>),
+    config: &Config,
+    report: &mut Report,
+    (snapshots, event_store): (&S, &E),
+    mut floor: Option<(&'static str, &mut Floor)>,
+    targets: &Targets,
+) -> Result<(), String> {
+    Report::progress(&format!("{backend}: seeding"));
+    let fixture = seed(config, snapshots, event_store).await?;
+
+    let floor_name = floor.as_ref().map(|(name, _)| *name);
+    let floor_median = snapshot_rows(
+        backend,
+        config,
+        report,
+        (snapshots, &fixture),
+        floor.as_mut().map(|(name, f)| (*name, &mut **f)),
+        targets.get_snapshot,
+    )
+    .await?;
+    let with_floor = |row: Row| match floor_name {
+        Some(name) => row.against(name, floor_median),
+        None => row,
+    };
 
     let (through, replaying) = repositories(native, event_store)?;
 
     // Correctness first: the snapshot load must equal the full replay of the same stream.
-    same_as_replay(backend, (&through, &replaying), fixture.trailing_id).await?;
+    same_as_replay(backend, (&through, &replaying), &fixture.trailing_id).await?;
+    same_as_replay(backend, (&through, &replaying), &fixture.named_trailing_id).await?;
     trailing_rows(
         backend,
         config,
         report,
         &through,
-        fixture.trailing_id,
+        (&fixture.trailing_id, &fixture.named_trailing_id),
         (
             floor.as_mut().map(|(name, f)| (*name, &mut **f)),
             floor_median,
@@ -224,7 +295,7 @@ async fn stores<S: SnapshotStore + Clone, E: EventStore + Clone>(
         config,
         report,
         (&through, event_store),
-        (fixture.replay_id, floor.as_mut().map(|(_, f)| &mut **f)),
+        (&fixture.replay_id, floor.as_mut().map(|(_, f)| &mut **f)),
         targets.full_replay,
     )
     .await?;
@@ -288,7 +359,7 @@ async fn same_as_replay(
         &AggregateRepository<BenchAccount>,
         &AggregateRepository<BenchAccount>,
     ),
-    id: Uuid,
+    id: &AggregateId,
 ) -> Result<(), String> {
     let hits = through.stats().snapshot_hits;
     let loaded = through.load(id).await.map_err(err)?;
@@ -313,12 +384,19 @@ async fn trailing_rows(
     config: &Config,
     report: &mut Report,
     through: &AggregateRepository<BenchAccount>,
-    trailing_id: Uuid,
+    (trailing_id, named_id): (&AggregateId, &AggregateId),
     (mut floor, floor_median): (Option<(&'static str, &mut Floor)>, std::time::Duration),
     target: Target,
 ) -> Result<(), String> {
     let long = config.long_stream();
     let trailing = time_loads(config, through, trailing_id).await?;
+    let named = time_loads(config, through, named_id).await?;
+    let mut named = Row::new(
+        backend,
+        format!("load {}: snapshot + {TRAILING} events, string id", long - 1),
+        &named,
+    )
+    .target(target);
     let mut row = Row::new(
         backend,
         format!("load {}: snapshot + {TRAILING} events", long - 1),
@@ -338,8 +416,10 @@ async fn trailing_rows(
             .against(name, floor_median),
         );
         row = row.against(name, floor_median);
+        named = named.against(name, floor_median);
     }
     report.add(Section::Operations, row);
+    report.add(Section::Operations, named);
     Ok(())
 }
 
@@ -347,7 +427,7 @@ async fn trailing_rows(
 /// row and the event rows after `at`, by bare SELECTs on the floor's connection.
 async fn bare_reads(
     floor: &mut Floor,
-    id: Uuid,
+    id: &AggregateId,
     at: u64,
     samples: usize,
 ) -> Result<Samples, String> {
@@ -377,7 +457,7 @@ async fn load_table<S: SnapshotStore, E: EventStore>(
     through: &AggregateRepository<BenchAccount>,
 ) -> Result<(), String> {
     for &n in &config.event_counts {
-        let id = Uuid::new_v4();
+        let id = &uuid_id();
         append_stream(event_store, id, n).await?;
         let full = time_loads(config, through, id).await?;
         let trailing = if n > TRAILING {
@@ -400,7 +480,7 @@ async fn load_table<S: SnapshotStore, E: EventStore>(
 pub(crate) async fn time_loads(
     config: &Config,
     repo: &AggregateRepository<BenchAccount>,
-    id: Uuid,
+    id: &AggregateId,
 ) -> Result<Samples, String> {
     let probe = std::time::Instant::now();
     repo.load(id).await.map_err(err)?;
@@ -419,7 +499,7 @@ async fn append_samples<E: EventStore>(
     let mut append = Samples::default();
     for _ in 0..if config.quick { 5 } else { 200 } {
         let version = append
-            .time(event_store.append(Uuid::new_v4(), "BenchAccount", 0, events(1, 100)))
+            .time(event_store.append(&uuid_id(), "BenchAccount", 0, events(1, 100)))
             .await
             .map_err(err)?;
         assert_eq!(version, 100, "one call appends all 100");
@@ -486,7 +566,7 @@ pub(crate) async fn sqlite(config: &Config, report: &mut Report) -> Result<(), S
             .open()
             .await
             .map_err(err)?;
-        let ids: Vec<Uuid> = {
+        let ids: Vec<AggregateId> = {
             let Floor::Sqlite(connection) = &floor else {
                 unreachable!()
             };
@@ -497,6 +577,7 @@ pub(crate) async fn sqlite(config: &Config, report: &mut Report) -> Result<(), S
                 .query_map([], |row| row.get::<_, String>(0))
                 .map_err(err)?
                 .filter_map(|id| id.ok().and_then(|id| Uuid::parse_str(&id).ok()))
+                .map(AggregateId::from)
                 .collect()
         };
         let (floor_samples, hop_samples) =
@@ -543,7 +624,7 @@ pub(crate) async fn postgres(config: &Config, report: &mut Report) -> Result<(),
         .map_err(err)?;
     let mut floor = Floor::Postgres(
         admin,
-        "SELECT version, schema_version, state, created_at FROM snap_bench.snapshots
+        "SELECT version, schema_version, state, created_at, updated_at FROM snap_bench.snapshots
          WHERE aggregate_type = $1 AND aggregate_id = $2"
             .to_owned(),
     );
@@ -573,7 +654,7 @@ pub(crate) async fn postgres(config: &Config, report: &mut Report) -> Result<(),
         let Floor::Postgres(_, sql) = &floor else {
             unreachable!()
         };
-        let ids: Vec<Uuid> = sqlx::query_scalar(
+        let ids: Vec<String> = sqlx::query_scalar(
             "SELECT aggregate_id FROM snap_bench.snapshots WHERE version = 10 LIMIT 100",
         )
         .fetch_all(database.pool())

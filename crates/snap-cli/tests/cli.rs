@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 use snap_es::postgres::PostgresOptions;
 use snap_es::sqlite::SqliteDatabase;
-use snap_es::{EventStore, NewEvent, Snapshot, SnapshotStore};
+use snap_es::{AggregateId, EventStore, NewEvent, Snapshot, SnapshotStore};
 use uuid::Uuid;
 
 fn snap_es(args: &[&str]) -> Output {
@@ -71,15 +71,15 @@ impl Drop for TempDir {
 }
 
 /// Two Order snapshots (schemas 1 and 2) and one User snapshot, and an Order stream of 7
-/// events whose snapshot is at 5.
-async fn seed(snapshots: &impl SnapshotStore, events: &impl EventStore) -> Uuid {
-    let order = Uuid::new_v4();
+/// events whose snapshot is at 5, under a string id.
+async fn seed(snapshots: &impl SnapshotStore, events: &impl EventStore) -> AggregateId {
+    let order = AggregateId::parse("Order-42 ü").unwrap();
     let new_events = (0..7)
         .map(|n| NewEvent::new("Added", json!({ "n": n })))
         .collect();
-    events.append(order, "Order", 0, new_events).await.unwrap();
+    events.append(&order, "Order", 0, new_events).await.unwrap();
     for snapshot in [
-        Snapshot::new(order, "Order", 5, json!({"n": 5}), 1),
+        Snapshot::new(&order, "Order", 5, json!({"n": 5}), 1),
         Snapshot::new(Uuid::new_v4(), "Order", 3, json!({"n": 3}), 2),
         Snapshot::new(Uuid::new_v4(), "User", 1, json!({"name": "ada"}), 1),
     ] {
@@ -89,7 +89,7 @@ async fn seed(snapshots: &impl SnapshotStore, events: &impl EventStore) -> Uuid 
 }
 
 /// stats, prune --dry-run and prune on a seeded database.
-fn check_seeded(url: &str, extra: &[&str], order: Uuid) {
+fn check_seeded(url: &str, extra: &[&str], order: &AggregateId) {
     let args = |command: &[&'static str]| -> Vec<String> {
         command
             .iter()
@@ -186,7 +186,7 @@ async fn every_subcommand_on_a_sqlite_file() {
     let database = SqliteDatabase::open(&path).await.unwrap();
     let order = seed(&database.snapshot_store(), &database.event_store()).await;
     database.close();
-    check_seeded(&url, &[], order);
+    check_seeded(&url, &[], &order);
 }
 
 #[test]
@@ -296,7 +296,7 @@ async fn every_subcommand_on_postgres() {
         .await
         .unwrap();
     let order = seed(&database.snapshot_store(), &database.event_store()).await;
-    check_seeded(&url, &["--schema", &schema], order);
+    check_seeded(&url, &["--schema", &schema], &order);
 
     sqlx_drop_schema(&database, &schema).await;
 }

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::backend::StoredEvent;
 use crate::codec::StateCodec;
 use crate::error::{BoxError, ReplayError};
 use crate::event::{NewEvent, RecordedEvent};
+use crate::id::AggregateId;
 use crate::snapshot::Snapshot;
 
 /// An event-sourced aggregate: a state built by applying events in order.
@@ -116,7 +116,7 @@ pub enum EncodeError {
 /// An aggregate instance: its id, its committed version, its state and the events recorded
 /// since the last save.
 pub struct AggregateRoot<A: Aggregate> {
-    id: Uuid,
+    id: AggregateId,
     version: u64,
     state: A,
     uncommitted: Vec<A::Event>,
@@ -147,14 +147,14 @@ fn encode<A: Aggregate>(
 
 impl<A: Aggregate> AggregateRoot<A> {
     /// A new aggregate at version 0 with the default state.
-    pub fn new(id: Uuid) -> Self {
+    pub fn new(id: impl Into<AggregateId>) -> Self {
         Self::restore(id, 0, A::default())
     }
 
     /// An aggregate rebuilt at `version` with `state` and nothing uncommitted.
-    pub fn restore(id: Uuid, version: u64, state: A) -> Self {
+    pub fn restore(id: impl Into<AggregateId>, version: u64, state: A) -> Self {
         Self {
-            id,
+            id: id.into(),
             version,
             state,
             uncommitted: Vec::new(),
@@ -169,7 +169,7 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// first (the repository migrates or falls back to replay).
     pub fn from_snapshot(snapshot: &Snapshot) -> Result<Self, ReplayError> {
         let fail = |source: BoxError| ReplayError::Snapshot {
-            aggregate_id: snapshot.aggregate_id,
+            aggregate_id: snapshot.aggregate_id.clone(),
             aggregate_type: A::TYPE.to_owned(),
             snapshot: snapshot.to_string(),
             source,
@@ -180,7 +180,7 @@ impl<A: Aggregate> AggregateRoot<A> {
             ));
         }
         let state = A::deserialize(&snapshot.state).map_err(|e| fail(e.into()))?;
-        let mut root = Self::restore(snapshot.aggregate_id, snapshot.version, state);
+        let mut root = Self::restore(snapshot.aggregate_id.clone(), snapshot.version, state);
         root.snapshot_version = snapshot.version;
         Ok(root)
     }
@@ -208,8 +208,8 @@ impl<A: Aggregate> AggregateRoot<A> {
     }
 
     /// The aggregate's id.
-    pub fn id(&self) -> Uuid {
-        self.id
+    pub fn id(&self) -> &AggregateId {
+        &self.id
     }
 
     /// The committed version: the number of stored events this state reflects.
@@ -290,16 +290,16 @@ impl<A: Aggregate> AggregateRoot<A> {
     pub fn apply_recorded(&mut self, event: &RecordedEvent) -> Result<(), ReplayError> {
         if !self.uncommitted.is_empty() {
             return Err(ReplayError::Uncommitted {
-                aggregate_id: self.id,
+                aggregate_id: self.id.clone(),
                 aggregate_type: A::TYPE.to_owned(),
                 count: self.uncommitted.len(),
             });
         }
         if event.aggregate_id != self.id || event.aggregate_type != A::TYPE {
             return Err(ReplayError::WrongStream {
-                aggregate_id: self.id,
+                aggregate_id: self.id.clone(),
                 aggregate_type: A::TYPE.to_owned(),
-                found_id: event.aggregate_id,
+                found_id: event.aggregate_id.clone(),
                 found_type: event.aggregate_type.clone(),
                 version: event.version,
             });
@@ -313,7 +313,7 @@ impl<A: Aggregate> AggregateRoot<A> {
     pub fn apply_stored(&mut self, event: &StoredEvent<'_>) -> Result<(), ReplayError> {
         if !self.uncommitted.is_empty() {
             return Err(ReplayError::Uncommitted {
-                aggregate_id: self.id,
+                aggregate_id: self.id.clone(),
                 aggregate_type: A::TYPE.to_owned(),
                 count: self.uncommitted.len(),
             });
@@ -321,7 +321,7 @@ impl<A: Aggregate> AggregateRoot<A> {
         let expected = self.version.saturating_add(1);
         if event.version != expected || self.version == u64::MAX {
             return Err(ReplayError::VersionGap {
-                aggregate_id: self.id,
+                aggregate_id: self.id.clone(),
                 aggregate_type: A::TYPE.to_owned(),
                 expected,
                 found: event.version,
@@ -331,7 +331,7 @@ impl<A: Aggregate> AggregateRoot<A> {
             .payload
             .decode()
             .map_err(|source| ReplayError::Event {
-                aggregate_id: self.id,
+                aggregate_id: self.id.clone(),
                 aggregate_type: A::TYPE.to_owned(),
                 version: event.version,
                 source,
@@ -390,7 +390,7 @@ impl<A: Aggregate> AggregateRoot<A> {
             return Err(CaptureError::NotAnObject);
         }
         Ok(Snapshot::new(
-            self.id,
+            self.id.clone(),
             A::TYPE,
             version,
             state,
@@ -402,7 +402,7 @@ impl<A: Aggregate> AggregateRoot<A> {
 impl<A: Aggregate + Clone> Clone for AggregateRoot<A> {
     fn clone(&self) -> Self {
         Self {
-            id: self.id,
+            id: self.id.clone(),
             version: self.version,
             state: self.state.clone(),
             uncommitted: self.uncommitted.clone(),
@@ -429,6 +429,7 @@ impl<A: Aggregate> fmt::Debug for AggregateRoot<A> {
 mod tests {
     use serde::{Deserialize, Serialize};
     use serde_json::json;
+    use uuid::Uuid;
 
     use super::*;
 
@@ -453,7 +454,7 @@ mod tests {
     fn recorded(id: Uuid, version: u64, n: i64) -> RecordedEvent {
         RecordedEvent {
             event_id: Uuid::new_v4(),
-            aggregate_id: id,
+            aggregate_id: id.into(),
             aggregate_type: "Counter".into(),
             version,
             event_type: "Added".into(),

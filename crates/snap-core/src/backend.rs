@@ -13,6 +13,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::id::AggregateId;
+
 use crate::error::{EventStoreError, SnapshotError};
 use crate::event::{DynEventStore, EventStore, NewEvent, RecordedEvent};
 use crate::snapshot::Snapshot;
@@ -144,7 +146,7 @@ pub struct LoadRequest<'a> {
     /// The aggregate's type.
     pub aggregate_type: &'a str,
     /// The aggregate.
-    pub aggregate_id: Uuid,
+    pub aggregate_id: &'a AggregateId,
     /// The last version to read; `None`: to the head.
     pub up_to: Option<u64>,
     /// Whether to start from the latest snapshot at or below `up_to` (or to replay the whole
@@ -163,7 +165,7 @@ pub struct LoadRequest<'a> {
 
 impl<'a> LoadRequest<'a> {
     /// The whole stream through its latest snapshot.
-    pub fn new(aggregate_type: &'a str, aggregate_id: Uuid) -> Self {
+    pub fn new(aggregate_type: &'a str, aggregate_id: &'a AggregateId) -> Self {
         Self {
             aggregate_type,
             aggregate_id,
@@ -352,7 +354,7 @@ pub struct Commit<'a> {
     /// The aggregate's type.
     pub aggregate_type: String,
     /// The aggregate.
-    pub aggregate_id: Uuid,
+    pub aggregate_id: AggregateId,
     /// The version the stream must be at (0 for a new aggregate).
     pub expected_version: u64,
     /// The events to append, borrowed from the aggregate that recorded them when the caller
@@ -370,13 +372,13 @@ impl<'a> Commit<'a> {
     /// slice.
     pub fn new(
         aggregate_type: impl Into<String>,
-        aggregate_id: Uuid,
+        aggregate_id: impl Into<AggregateId>,
         expected_version: u64,
         events: impl Into<Cow<'a, [NewEvent]>>,
     ) -> Self {
         Self {
             aggregate_type: aggregate_type.into(),
-            aggregate_id,
+            aggregate_id: aggregate_id.into(),
             expected_version,
             events: events.into(),
             snapshot: None,

@@ -5,7 +5,7 @@
 //! through the public constructors ([`SnapshotError::backend`], [`EventStoreError::backend`],
 //! [`SnapshotError::deserialization`]).
 
-use uuid::Uuid;
+use crate::id::AggregateId;
 
 /// A boxed error that can cross threads; the `source` of backend and deserialisation errors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -137,7 +137,7 @@ pub enum SnapshotError {
     #[error("snapshot of {aggregate_type}/{aggregate_id} could not be deserialized")]
     Deserialization {
         /// The aggregate whose snapshot is unreadable.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: String,
         /// What went wrong.
@@ -161,7 +161,7 @@ impl SnapshotError {
 
     /// An unreadable stored snapshot.
     pub fn deserialization(
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         aggregate_type: impl Into<String>,
         source: impl Into<BoxError>,
     ) -> Self {
@@ -189,7 +189,7 @@ pub enum EventStoreError {
     )]
     Concurrency {
         /// The aggregate.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: String,
         /// The version the caller expected the stream to be at.
@@ -201,7 +201,7 @@ pub enum EventStoreError {
     #[error("event {version} of {aggregate_type}/{aggregate_id} could not be deserialized")]
     Deserialization {
         /// The aggregate.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: String,
         /// The event's version.
@@ -246,7 +246,7 @@ pub enum ReplayError {
     )]
     VersionGap {
         /// The aggregate.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: String,
         /// The version that should have come next.
@@ -260,7 +260,7 @@ pub enum ReplayError {
     )]
     Uncommitted {
         /// The aggregate.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: String,
         /// How many events are uncommitted.
@@ -272,11 +272,11 @@ pub enum ReplayError {
     )]
     WrongStream {
         /// The aggregate being replayed.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: String,
         /// The event's aggregate id.
-        found_id: Uuid,
+        found_id: AggregateId,
         /// The event's aggregate type.
         found_type: String,
         /// The event's version.
@@ -288,7 +288,7 @@ pub enum ReplayError {
     )]
     Event {
         /// The aggregate.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: String,
         /// The event's version.
@@ -302,7 +302,7 @@ pub enum ReplayError {
     #[error("snapshot {snapshot} cannot restore {aggregate_type}/{aggregate_id}")]
     Snapshot {
         /// The aggregate.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: String,
         /// The snapshot's `Display` form.

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::EventStoreError;
+use crate::id::AggregateId;
 
 /// An event to append: its type name, JSON payload and metadata.
 ///
@@ -104,7 +105,7 @@ pub struct RecordedEvent {
     /// The id given at append.
     pub event_id: Uuid,
     /// The aggregate the event belongs to.
-    pub aggregate_id: Uuid,
+    pub aggregate_id: AggregateId,
     /// The aggregate's type.
     pub aggregate_type: String,
     /// The aggregate version this event produced: 1 for the first event.
@@ -135,7 +136,7 @@ impl RecordedEvent {
     /// assert_eq!((stored.version, stored.event_type.as_str()), (1, "Deposited"));
     /// ```
     pub fn new(
-        aggregate_id: Uuid,
+        aggregate_id: impl Into<AggregateId>,
         aggregate_type: impl Into<String>,
         version: u64,
         event: NewEvent,
@@ -143,7 +144,7 @@ impl RecordedEvent {
     ) -> Self {
         Self {
             event_id: event.event_id,
-            aggregate_id,
+            aggregate_id: aggregate_id.into(),
             aggregate_type: aggregate_type.into(),
             version,
             event_type: event.event_type,
@@ -176,7 +177,7 @@ pub trait EventStore: Send + Sync + Debug + 'static {
     /// aggregate). Returns the stream's new version.
     async fn append(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         expected_version: u64,
         events: Vec<NewEvent>,
@@ -185,7 +186,7 @@ pub trait EventStore: Send + Sync + Debug + 'static {
     /// The events with `from_version < version <= to_version` (`None`: to the end), ascending.
     async fn load(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         from_version: u64,
         to_version: Option<u64>,
@@ -194,19 +195,19 @@ pub trait EventStore: Send + Sync + Debug + 'static {
     /// The stream's version: the number of events in it, 0 if there are none.
     async fn current_version(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<u64, EventStoreError>;
 
     /// The ids of the aggregates of `aggregate_type` that have events, in ascending order
-    /// (the order of [`Uuid`]'s bytes), after `after` (exclusive; `None`: from the first), at
+    /// (the byte order of their text forms, see [`AggregateId`]), after `after` (exclusive; `None`: from the first), at
     /// most `limit` of them. Page through all of them by passing the last id of each page.
     async fn list_aggregate_ids(
         &self,
         aggregate_type: &str,
-        after: Option<Uuid>,
+        after: Option<&AggregateId>,
         limit: usize,
-    ) -> Result<Vec<Uuid>, EventStoreError>;
+    ) -> Result<Vec<AggregateId>, EventStoreError>;
 
     /// The same events as [`load`](Self::load), handed to `sink` in ascending order, in
     /// non-empty batches, as they are read. A SQL backend reads and decodes the next batch
@@ -217,7 +218,7 @@ pub trait EventStore: Send + Sync + Debug + 'static {
     /// The default calls `load` and hands everything over in one batch.
     async fn load_batches(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         from_version: u64,
         to_version: Option<u64>,
@@ -238,7 +239,7 @@ pub trait EventStore: Send + Sync + Debug + 'static {
 /// default `load_batches`, which calls `load`.)
 pub async fn collect_batches<S: EventStore + ?Sized>(
     store: &S,
-    aggregate_id: Uuid,
+    aggregate_id: &AggregateId,
     aggregate_type: &str,
     from_version: u64,
     to_version: Option<u64>,
@@ -269,7 +270,7 @@ macro_rules! forward_event_store {
         impl<T: EventStore + ?Sized> EventStore for $wrapper<T> {
             async fn append(
                 &self,
-                aggregate_id: Uuid,
+                aggregate_id: &AggregateId,
                 aggregate_type: &str,
                 expected_version: u64,
                 events: Vec<NewEvent>,
@@ -279,7 +280,7 @@ macro_rules! forward_event_store {
 
             async fn load(
                 &self,
-                aggregate_id: Uuid,
+                aggregate_id: &AggregateId,
                 aggregate_type: &str,
                 from_version: u64,
                 to_version: Option<u64>,
@@ -289,7 +290,7 @@ macro_rules! forward_event_store {
 
             async fn current_version(
                 &self,
-                aggregate_id: Uuid,
+                aggregate_id: &AggregateId,
                 aggregate_type: &str,
             ) -> Result<u64, EventStoreError> {
                 (**self).current_version(aggregate_id, aggregate_type).await
@@ -298,15 +299,15 @@ macro_rules! forward_event_store {
             async fn list_aggregate_ids(
                 &self,
                 aggregate_type: &str,
-                after: Option<Uuid>,
+                after: Option<&AggregateId>,
                 limit: usize,
-            ) -> Result<Vec<Uuid>, EventStoreError> {
+            ) -> Result<Vec<AggregateId>, EventStoreError> {
                 (**self).list_aggregate_ids(aggregate_type, after, limit).await
             }
 
             async fn load_batches(
                 &self,
-                aggregate_id: Uuid,
+                aggregate_id: &AggregateId,
                 aggregate_type: &str,
                 from_version: u64,
                 to_version: Option<u64>,

@@ -24,6 +24,7 @@ mod codec;
 mod decider;
 mod error;
 mod event;
+mod id;
 mod migration;
 mod ops;
 mod snapshot;
@@ -42,6 +43,7 @@ pub use error::{
     BackendError, BoxError, EventStoreError, InvalidInput, ReplayError, SnapshotError,
 };
 pub use event::{DynEventStore, EventStore, NewEvent, RecordedEvent, collect_batches};
+pub use id::{AggregateId, IdText, MAX_ID_LEN};
 pub use migration::{MigrationChain, MigrationChainError, MigrationError, SnapshotMigration};
 pub use ops::{SnapshotAdmin, SnapshotLag, SnapshotTypeStats};
 pub use snapshot::{Snapshot, normalize_timestamp, now};

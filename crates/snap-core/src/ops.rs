@@ -4,10 +4,10 @@
 
 use std::fmt::Debug;
 
+use crate::id::AggregateId;
 use async_trait::async_trait;
 use serde::Serialize;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::error::BackendError;
 
@@ -53,10 +53,10 @@ pub struct SnapshotTypeStats {
     pub total_state_bytes: u64,
     /// The largest state, in bytes of JSON text.
     pub largest_state_bytes: u64,
-    /// The oldest `created_at`.
+    /// The oldest `updated_at`: when the least recently taken snapshot was taken.
     #[serde(with = "time::serde::rfc3339")]
     pub oldest: OffsetDateTime,
-    /// The newest `created_at`.
+    /// The newest `updated_at`: when the most recently taken snapshot was taken.
     #[serde(with = "time::serde::rfc3339")]
     pub newest: OffsetDateTime,
 }
@@ -95,7 +95,7 @@ pub struct SnapshotLag {
     /// The aggregate type.
     pub aggregate_type: String,
     /// The aggregate.
-    pub aggregate_id: Uuid,
+    pub aggregate_id: AggregateId,
     /// The stream's version.
     pub head: u64,
     /// The latest snapshot's version, 0 without one.
@@ -106,7 +106,7 @@ impl SnapshotLag {
     /// A lag entry; for backends.
     pub fn new(
         aggregate_type: String,
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         head: u64,
         snapshot_version: u64,
     ) -> Self {

@@ -3,8 +3,8 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use crate::id::AggregateId;
 use async_trait::async_trait;
-use uuid::Uuid;
 
 use crate::error::SnapshotError;
 use crate::snapshot::Snapshot;
@@ -18,12 +18,14 @@ use crate::snapshot::Snapshot;
 ///    returns `Ok`; an equal version replaces (a schema bump re-snapshots at the same
 ///    version). This holds under concurrent saves.
 /// 2. [`get_snapshot`](Self::get_snapshot) returns the latest snapshot, exactly as saved
-///    (`created_at` normalised to UTC microseconds, see
-///    [`normalize_timestamp`](crate::normalize_timestamp)).
+///    (timestamps normalised to UTC microseconds, see
+///    [`normalize_timestamp`](crate::normalize_timestamp)), except that a snapshot replacing
+///    another keeps the replaced one's `created_at` (when the aggregate was first
+///    snapshotted); its `updated_at` is its own.
 /// 3. A store keeps the latest snapshot per aggregate by default; backends offer
 ///    `keep_history(k)` to keep the k highest versions, which
 ///    [`get_snapshot_at`](Self::get_snapshot_at) reads.
-/// 4. Ids are scoped by type: one UUID under two types is two aggregates.
+/// 4. Ids are scoped by type: one id under two types is two aggregates.
 /// 5. Bad input is a [`SnapshotError::InvalidInput`] and nothing is written; see
 ///    [`validate`](crate::validate).
 #[async_trait]
@@ -34,14 +36,14 @@ pub trait SnapshotStore: Send + Sync + Debug + 'static {
     /// The latest snapshot of the aggregate, or `None`.
     async fn get_snapshot(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<Option<Snapshot>, SnapshotError>;
 
     /// The highest retained snapshot with `version <= max_version`, or `None`.
     async fn get_snapshot_at(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         max_version: u64,
     ) -> Result<Option<Snapshot>, SnapshotError>;
@@ -49,14 +51,14 @@ pub trait SnapshotStore: Send + Sync + Debug + 'static {
     /// Removes every snapshot of the aggregate; returns whether any existed.
     async fn delete_snapshot(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<bool, SnapshotError>;
 
     /// Whether the aggregate has a snapshot.
     async fn snapshot_exists(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<bool, SnapshotError>;
 
@@ -85,7 +87,7 @@ macro_rules! forward_snapshot_store {
 
             async fn get_snapshot(
                 &self,
-                aggregate_id: Uuid,
+                aggregate_id: &AggregateId,
                 aggregate_type: &str,
             ) -> Result<Option<Snapshot>, SnapshotError> {
                 (**self).get_snapshot(aggregate_id, aggregate_type).await
@@ -93,7 +95,7 @@ macro_rules! forward_snapshot_store {
 
             async fn get_snapshot_at(
                 &self,
-                aggregate_id: Uuid,
+                aggregate_id: &AggregateId,
                 aggregate_type: &str,
                 max_version: u64,
             ) -> Result<Option<Snapshot>, SnapshotError> {
@@ -102,7 +104,7 @@ macro_rules! forward_snapshot_store {
 
             async fn delete_snapshot(
                 &self,
-                aggregate_id: Uuid,
+                aggregate_id: &AggregateId,
                 aggregate_type: &str,
             ) -> Result<bool, SnapshotError> {
                 (**self).delete_snapshot(aggregate_id, aggregate_type).await
@@ -110,7 +112,7 @@ macro_rules! forward_snapshot_store {
 
             async fn snapshot_exists(
                 &self,
-                aggregate_id: Uuid,
+                aggregate_id: &AggregateId,
                 aggregate_type: &str,
             ) -> Result<bool, SnapshotError> {
                 (**self).snapshot_exists(aggregate_id, aggregate_type).await

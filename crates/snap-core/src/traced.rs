@@ -28,10 +28,10 @@ use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use crate::id::AggregateId;
 use async_trait::async_trait;
 use tracing::field::{Empty, display};
 use tracing::{Instrument, Span, info_span};
-use uuid::Uuid;
 
 use crate::backend::{Backend, Commit, Committed, LoadRequest, LoadSink, Loaded, SnapshotWrite};
 use crate::error::{EventStoreError, SnapshotError};
@@ -153,7 +153,7 @@ impl<T: Backend> Backend for Traced<T> {
 }
 
 /// The span of a read of events.
-fn events_load_span(backend: &'static str, id: Uuid, ty: &str, to: Option<u64>) -> Span {
+fn events_load_span(backend: &'static str, id: &AggregateId, ty: &str, to: Option<u64>) -> Span {
     info_span!(
         "snap.events.load",
         backend,
@@ -169,7 +169,7 @@ fn events_load_span(backend: &'static str, id: Uuid, ty: &str, to: Option<u64>) 
 impl<T: EventStore> EventStore for Traced<T> {
     async fn append(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         expected_version: u64,
         events: Vec<NewEvent>,
@@ -195,7 +195,7 @@ impl<T: EventStore> EventStore for Traced<T> {
 
     async fn load(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         from_version: u64,
         to_version: Option<u64>,
@@ -212,7 +212,7 @@ impl<T: EventStore> EventStore for Traced<T> {
 
     async fn current_version(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<u64, EventStoreError> {
         let span = info_span!(
@@ -233,9 +233,9 @@ impl<T: EventStore> EventStore for Traced<T> {
     async fn list_aggregate_ids(
         &self,
         aggregate_type: &str,
-        after: Option<Uuid>,
+        after: Option<&AggregateId>,
         limit: usize,
-    ) -> Result<Vec<Uuid>, EventStoreError> {
+    ) -> Result<Vec<AggregateId>, EventStoreError> {
         let span = info_span!(
             "snap.events.list_ids",
             backend = self.backend,
@@ -249,7 +249,7 @@ impl<T: EventStore> EventStore for Traced<T> {
 
     async fn load_batches(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         from_version: u64,
         to_version: Option<u64>,
@@ -275,7 +275,7 @@ impl<T: EventStore> EventStore for Traced<T> {
 }
 
 /// The span of a snapshot call on one aggregate.
-fn snapshot_span(name: &'static str, backend: &'static str, id: Uuid, ty: &str) -> Span {
+fn snapshot_span(name: &'static str, backend: &'static str, id: &AggregateId, ty: &str) -> Span {
     // One call site per name, so each span keeps its own name.
     match name {
         "get" => info_span!(
@@ -330,7 +330,7 @@ impl<T: SnapshotStore> SnapshotStore for Traced<T> {
 
     async fn get_snapshot(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<Option<Snapshot>, SnapshotError> {
         let span = snapshot_span("get", self.backend, aggregate_id, aggregate_type);
@@ -340,7 +340,7 @@ impl<T: SnapshotStore> SnapshotStore for Traced<T> {
 
     async fn get_snapshot_at(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         max_version: u64,
     ) -> Result<Option<Snapshot>, SnapshotError> {
@@ -353,7 +353,7 @@ impl<T: SnapshotStore> SnapshotStore for Traced<T> {
 
     async fn delete_snapshot(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<bool, SnapshotError> {
         let span = snapshot_span("delete", self.backend, aggregate_id, aggregate_type);
@@ -363,7 +363,7 @@ impl<T: SnapshotStore> SnapshotStore for Traced<T> {
 
     async fn snapshot_exists(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<bool, SnapshotError> {
         let span = snapshot_span("exists", self.backend, aggregate_id, aggregate_type);

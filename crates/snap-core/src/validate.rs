@@ -106,7 +106,7 @@ fn too_deep(field: &'static str, depth: usize) -> InvalidInput {
     }
 }
 
-/// The earliest and latest `created_at` every backend can store: years 1 to 9999 (UTC).
+/// The earliest and latest `created_at` and `updated_at` every backend can store: years 1 to 9999 (UTC).
 pub fn timestamp(field: &'static str, value: OffsetDateTime) -> Result<(), InvalidInput> {
     let year = value.to_offset(time::UtcOffset::UTC).year();
     if (1..=9999).contains(&year) {
@@ -158,7 +158,8 @@ pub fn snapshot(snapshot: &Snapshot) -> Result<(), InvalidInput> {
         });
     }
     json("state", &snapshot.state)?;
-    timestamp("created_at", snapshot.created_at)
+    timestamp("created_at", snapshot.created_at)?;
+    timestamp("updated_at", snapshot.updated_at)
 }
 
 /// Checks an append before it is written: the type, every event, and that the stream's new

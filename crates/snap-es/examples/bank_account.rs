@@ -215,7 +215,10 @@ async fn manual_mode(stores: &Stores) -> Result<(), Error> {
         .policy(create_snapshot_strategy(SnapshotMode::Manual, 1)?)
         .build()?;
     let id = open_account(&repo, "Edsger", 300, 1).await?;
-    let before = stores.snapshots.snapshot_exists(id, Account::TYPE).await?;
+    let before = stores
+        .snapshots
+        .snapshot_exists(&id.into(), Account::TYPE)
+        .await?;
     let account = repo.load(id).await?;
     let snapshot = repo.create_snapshot(&account).await?;
     checked_load(stores, &repo, id).await?;

@@ -101,9 +101,9 @@ pub mod postgres {
 pub mod prelude {
     #[doc(no_inline)]
     pub use snap_core::{
-        Aggregate, AggregateRoot, Backend, Decided, Decider, EventStore, EventStoreError,
-        MigrationChain, NewEvent, RecordedEvent, Snapshot, SnapshotError, SnapshotMigration,
-        SnapshotStore,
+        Aggregate, AggregateId, AggregateRoot, Backend, Decided, Decider, EventStore,
+        EventStoreError, MigrationChain, NewEvent, RecordedEvent, Snapshot, SnapshotError,
+        SnapshotMigration, SnapshotStore,
     };
     #[cfg(feature = "memory")]
     #[doc(no_inline)]

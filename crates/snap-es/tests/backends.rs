@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use snap_es::prelude::*;
-use snap_es::{BoxError, DynBackend, StateCodec, StorePair};
+use snap_es::{AggregateId, BoxError, DynBackend, StateCodec, StorePair};
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Counter {
@@ -25,7 +25,7 @@ impl Aggregate for Counter {
     }
 }
 
-async fn fill(repo: &AggregateRepository<Counter>, id: Uuid, events: i64) {
+async fn fill(repo: &AggregateRepository<Counter>, id: &AggregateId, events: i64) {
     let mut root = repo.create_new(id);
     for n in 1..=events {
         root.record(CounterEvent::Added(n));
@@ -40,7 +40,7 @@ async fn the_state_at_a_version_comes_through_the_nearest_snapshot() {
         .strategy(Threshold(100))
         .build()
         .unwrap();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     fill(&repo, id, 250).await;
 
     let (state, version) = repo.capture_state(id, 150).await.unwrap();
@@ -69,7 +69,7 @@ async fn a_shared_backend_is_kept_as_it_is() {
         .build()
         .unwrap();
     assert!(Arc::ptr_eq(repo.backend(), &shared), "not wrapped again");
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     fill(&repo, id, 3).await;
     let other = AggregateRepository::<Counter>::builder(shared)
         .build()
@@ -88,7 +88,7 @@ async fn shared_stores_in_a_pair_are_kept_as_they_are() {
         .strategy(Threshold(2))
         .build()
         .unwrap();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     fill(&repo, id, 5).await;
     assert_eq!(
         snapshots
@@ -109,7 +109,7 @@ async fn the_factory_and_the_threshold_speak_as_the_reference_library_does() {
         .expect("a repository");
     assert_eq!(repo.snapshot_threshold(), Some(4));
     assert_eq!(repo.snapshot_mode(), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     fill(&repo, id, 9).await;
     assert_eq!(repo.stats().snapshots_written, 2, "at 4 and 8");
 
@@ -138,7 +138,7 @@ async fn store_calls_are_in_spans_through_the_facade() {
         .strategy(Threshold(3))
         .build()
         .unwrap();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     fill(&repo, id, 3).await;
     let commit = log.last("snap.backend.commit");
     assert_eq!(commit.fields["backend"], "sqlite");
@@ -170,7 +170,7 @@ async fn event_count_snapshots_n_events_after_the_last_snapshot() {
             .strategy(strategy)
             .build()
             .unwrap();
-        let id = Uuid::new_v4();
+        let id = &AggregateId::from(Uuid::new_v4());
         let mut root = repo.create_new(id);
         let mut seen = Vec::new();
         for size in [4, 2, 4, 4] {
@@ -235,7 +235,7 @@ async fn a_state_codec_of_the_application_shapes_the_stored_snapshot() {
         .codec(Renamed { refuse: false })
         .build()
         .unwrap();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     fill(&repo, id, 6).await;
     let stored = database.snapshot_store().get_snapshot(id, "Counter").await;
     let stored = stored.unwrap().unwrap();

@@ -2,9 +2,9 @@
 
 use serde_json::json;
 use snap_es::prelude::*;
-use snap_es::{BackendError, InvalidInput};
+use snap_es::{AggregateId, BackendError, InvalidInput};
 
-fn snapshot(id: Uuid, version: u64) -> Snapshot {
+fn snapshot(id: &AggregateId, version: u64) -> Snapshot {
     Snapshot::new(id, "Account", version, json!({"v": version}), 1)
 }
 
@@ -12,7 +12,10 @@ fn snapshot(id: Uuid, version: u64) -> Snapshot {
 async fn count_and_clear() {
     let store = InMemorySnapshotStore::new();
     assert_eq!(store.snapshot_count(), 0);
-    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let (a, b) = (
+        &AggregateId::from(Uuid::new_v4()),
+        &AggregateId::from(Uuid::new_v4()),
+    );
     store.save_snapshot(&snapshot(a, 1)).await.unwrap();
     store.save_snapshot(&snapshot(a, 2)).await.unwrap();
     store.save_snapshot(&snapshot(b, 1)).await.unwrap();
@@ -29,7 +32,7 @@ async fn count_and_clear() {
 #[tokio::test]
 async fn history_counts_every_retained_version() {
     let store = InMemorySnapshotStore::new().keep_history(3);
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     for v in 1..=5 {
         store.save_snapshot(&snapshot(id, v)).await.unwrap();
     }
@@ -48,7 +51,7 @@ async fn history_counts_every_retained_version() {
 async fn clones_share_their_data() {
     let snapshots = InMemorySnapshotStore::new();
     let events = InMemoryEventStore::new();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     snapshots
         .clone()
         .save_snapshot(&snapshot(id, 4))
@@ -99,7 +102,7 @@ fn errors_read_well_and_chain_their_sources() {
     );
 
     let conflict = EventStoreError::Concurrency {
-        aggregate_id: Uuid::nil(),
+        aggregate_id: Uuid::nil().into(),
         aggregate_type: "Account".into(),
         expected: 3,
         actual: 5,

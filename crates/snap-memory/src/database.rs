@@ -85,7 +85,7 @@ impl Backend for InMemoryDatabase {
         let streams = self.events.lock();
         let stream = streams
             .get(ty)
-            .and_then(|ids| ids.get(&id))
+            .and_then(|ids| ids.get(id))
             .map_or(&[][..], Vec::as_slice);
         let head = stream.len() as u64;
         // Versions are 1-based and dense, so version v sits at index v - 1.
@@ -119,7 +119,7 @@ impl Backend for InMemoryDatabase {
         let mut streams = self.events.lock();
         let version = append_to(
             &mut streams,
-            aggregate_id,
+            &aggregate_id,
             &aggregate_type,
             expected_version,
             events,

@@ -2,16 +2,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use snap_core::{EventStore, EventStoreError, NewEvent, RecordedEvent, async_trait, now, validate};
-use uuid::Uuid;
+use snap_core::{
+    AggregateId, EventStore, EventStoreError, NewEvent, RecordedEvent, async_trait, now, validate,
+};
 
 /// Aggregate type -> aggregate id -> events; the event at index `i` has version `i + 1`.
-pub(crate) type Streams = HashMap<String, HashMap<Uuid, Vec<RecordedEvent>>>;
+pub(crate) type Streams = HashMap<String, HashMap<AggregateId, Vec<RecordedEvent>>>;
 
 /// Appends checked `events` to a stream that must be at `expected_version`, under the lock.
 pub(crate) fn append_to(
     streams: &mut Streams,
-    aggregate_id: Uuid,
+    aggregate_id: &AggregateId,
     aggregate_type: &str,
     expected_version: u64,
     events: Vec<NewEvent>,
@@ -20,11 +21,11 @@ pub(crate) fn append_to(
     let recorded_at = now();
     let current = streams
         .get(aggregate_type)
-        .and_then(|ids| ids.get(&aggregate_id))
+        .and_then(|ids| ids.get(aggregate_id))
         .map_or(0, |stream| stream.len() as u64);
     if current != expected_version {
         return Err(EventStoreError::Concurrency {
-            aggregate_id,
+            aggregate_id: aggregate_id.clone(),
             aggregate_type: aggregate_type.to_owned(),
             expected: expected_version,
             actual: current,
@@ -36,7 +37,7 @@ pub(crate) fn append_to(
     let stream = streams
         .entry(aggregate_type.to_owned())
         .or_default()
-        .entry(aggregate_id)
+        .entry(aggregate_id.clone())
         .or_default();
     stream.extend(
         events
@@ -94,7 +95,7 @@ impl fmt::Debug for InMemoryEventStore {
 impl EventStore for InMemoryEventStore {
     async fn append(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         expected_version: u64,
         events: Vec<NewEvent>,
@@ -111,7 +112,7 @@ impl EventStore for InMemoryEventStore {
 
     async fn load(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         from_version: u64,
         to_version: Option<u64>,
@@ -120,7 +121,7 @@ impl EventStore for InMemoryEventStore {
         let streams = self.lock();
         let Some(stream) = streams
             .get(aggregate_type)
-            .and_then(|ids| ids.get(&aggregate_id))
+            .and_then(|ids| ids.get(aggregate_id))
         else {
             return Ok(Vec::new());
         };
@@ -139,32 +140,32 @@ impl EventStore for InMemoryEventStore {
 
     async fn current_version(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<u64, EventStoreError> {
         validate::aggregate_type(aggregate_type)?;
         Ok(self
             .lock()
             .get(aggregate_type)
-            .and_then(|ids| ids.get(&aggregate_id))
+            .and_then(|ids| ids.get(aggregate_id))
             .map_or(0, |stream| stream.len() as u64))
     }
 
     async fn list_aggregate_ids(
         &self,
         aggregate_type: &str,
-        after: Option<Uuid>,
+        after: Option<&AggregateId>,
         limit: usize,
-    ) -> Result<Vec<Uuid>, EventStoreError> {
+    ) -> Result<Vec<AggregateId>, EventStoreError> {
         validate::aggregate_type(aggregate_type)?;
-        let mut ids: Vec<Uuid> = self
+        let mut ids: Vec<AggregateId> = self
             .lock()
             .get(aggregate_type)
             .map(|streams| {
                 streams
                     .iter()
-                    .filter(|(id, stream)| !stream.is_empty() && after.is_none_or(|a| **id > a))
-                    .map(|(id, _)| *id)
+                    .filter(|(id, stream)| !stream.is_empty() && after.is_none_or(|a| *id > a))
+                    .map(|(id, _)| id.clone())
                     .collect()
             })
             .unwrap_or_default();

@@ -6,15 +6,14 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use snap_core::{Snapshot, SnapshotStore};
+//! use snap_core::{AggregateId, Snapshot, SnapshotStore};
 //! use snap_memory::InMemorySnapshotStore;
-//! use uuid::Uuid;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = InMemorySnapshotStore::new();
-//! let id = Uuid::new_v4();
-//! store.save_snapshot(&Snapshot::new(id, "Account", 10, json!({"balance": 7}), 1)).await?;
-//! let latest = store.get_snapshot(id, "Account").await?.expect("saved above");
+//! let id = AggregateId::parse("account-7")?;
+//! store.save_snapshot(&Snapshot::new(&id, "Account", 10, json!({"balance": 7}), 1)).await?;
+//! let latest = store.get_snapshot(&id, "Account").await?.expect("saved above");
 //! assert_eq!(latest.version, 10);
 //! assert_eq!(store.snapshot_count(), 1);
 //! # Ok(()) }

@@ -3,29 +3,29 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use snap_core::{
-    Snapshot, SnapshotError, SnapshotStore, async_trait, normalize_timestamp, validate,
+    AggregateId, Snapshot, SnapshotError, SnapshotStore, async_trait, normalize_timestamp, validate,
 };
-use uuid::Uuid;
 
 /// Snapshots of one aggregate, by version.
 type History = BTreeMap<u64, Snapshot>;
 /// Aggregate type -> aggregate id -> retained snapshots.
-pub(crate) type Table = HashMap<String, HashMap<Uuid, History>>;
+pub(crate) type Table = HashMap<String, HashMap<AggregateId, History>>;
 
 /// Saves a checked snapshot unless a higher version is stored, keeping `keep` versions.
 pub(crate) fn save_into(table: &mut Table, snapshot: &Snapshot, keep: usize) {
     let mut stored = snapshot.clone();
     stored.created_at = normalize_timestamp(stored.created_at);
+    stored.updated_at = normalize_timestamp(stored.updated_at);
     let history = table
         .entry(stored.aggregate_type.clone())
         .or_default()
-        .entry(stored.aggregate_id)
+        .entry(stored.aggregate_id.clone())
         .or_default();
-    if history
-        .last_key_value()
-        .is_some_and(|(&latest, _)| latest > stored.version)
-    {
-        return;
+    if let Some((&latest, kept)) = history.last_key_value() {
+        if latest > stored.version {
+            return;
+        }
+        stored.created_at = kept.created_at;
     }
     history.insert(stored.version, stored);
     while history.len() > keep {
@@ -36,13 +36,13 @@ pub(crate) fn save_into(table: &mut Table, snapshot: &Snapshot, keep: usize) {
 /// The highest retained snapshot at or below `max_version`.
 pub(crate) fn latest_at(
     table: &Table,
-    aggregate_id: Uuid,
+    aggregate_id: &AggregateId,
     aggregate_type: &str,
     max_version: u64,
 ) -> Option<Snapshot> {
     table
         .get(aggregate_type)
-        .and_then(|ids| ids.get(&aggregate_id))
+        .and_then(|ids| ids.get(aggregate_id))
         .and_then(|h| h.range(..=max_version).next_back())
         .map(|(_, s)| s.clone())
 }
@@ -108,7 +108,7 @@ impl InMemorySnapshotStore {
 
     fn read<T>(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         f: impl FnOnce(Option<&History>) -> T,
     ) -> Result<T, SnapshotError> {
@@ -116,7 +116,7 @@ impl InMemorySnapshotStore {
         let table = self.lock();
         Ok(f(table
             .get(aggregate_type)
-            .and_then(|ids| ids.get(&aggregate_id))))
+            .and_then(|ids| ids.get(aggregate_id))))
     }
 }
 
@@ -139,7 +139,7 @@ impl SnapshotStore for InMemorySnapshotStore {
 
     async fn get_snapshot(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<Option<Snapshot>, SnapshotError> {
         self.read(aggregate_id, aggregate_type, |history| {
@@ -151,7 +151,7 @@ impl SnapshotStore for InMemorySnapshotStore {
 
     async fn get_snapshot_at(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         max_version: u64,
     ) -> Result<Option<Snapshot>, SnapshotError> {
@@ -164,20 +164,20 @@ impl SnapshotStore for InMemorySnapshotStore {
 
     async fn delete_snapshot(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<bool, SnapshotError> {
         validate::aggregate_type(aggregate_type)?;
         let mut table = self.lock();
         Ok(table
             .get_mut(aggregate_type)
-            .and_then(|ids| ids.remove(&aggregate_id))
+            .and_then(|ids| ids.remove(aggregate_id))
             .is_some())
     }
 
     async fn snapshot_exists(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<bool, SnapshotError> {
         self.read(aggregate_id, aggregate_type, |history| history.is_some())

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use snap_core::{
-    Backend, BoxError, Commit, Committed, DynEventStore, DynSnapshotStore, EventStore,
+    AggregateId, Backend, BoxError, Commit, Committed, DynEventStore, DynSnapshotStore, EventStore,
     EventStoreError, LoadRequest, LoadSink, Loaded, NewEvent, Payload, Snapshot, SnapshotError,
     SnapshotRead, SnapshotStore, SnapshotWrite, StoredEvent, async_trait, normalize_timestamp,
     validate,
@@ -49,8 +49,8 @@ fn event_columns(payload_only: bool) -> &'static str {
 /// to `$3` (at most `$4`), and the head. Each row says what it is in `part`: 0 the snapshot,
 /// 1 an event, 2 the head, in no promised order (no sort on the server: the client places
 /// them). Columns 1 to 6 are an event's (version, id, type, payload,
-/// metadata, time); a snapshot puts its state in the payload's place and its schema version
-/// last.
+/// metadata, time); a snapshot puts its state in the payload's place, its `updated_at` in the
+/// time's, then its schema version and its `created_at`.
 fn load(s: &str, key: &str, snap: &str) -> [SqlStr; 2] {
     [false, true].map(|payload_only| load_one(s, key, snap, event_columns(payload_only)))
 }
@@ -61,23 +61,23 @@ fn load_one(s: &str, key: &str, snap: &str, events: &str) -> SqlStr {
         "WITH snap AS ({snap})
          SELECT * FROM (
              SELECT 0 AS part, version, NULL::uuid AS event_id, NULL::text AS event_type,
-                    state::text AS payload, NULL::text AS metadata, created_at AS at,
-                    schema_version
+                    state::text AS payload, NULL::text AS metadata, updated_at AS at,
+                    schema_version, created_at
              FROM snap
              UNION ALL
-             (SELECT 1, {events}, NULL
+             (SELECT 1, {events}, NULL, NULL
               FROM {s}.events
               WHERE {key} AND version > COALESCE((SELECT version FROM snap), 0) AND version <= $3
               ORDER BY version LIMIT $4)
              UNION ALL
-             SELECT 2, COALESCE(({head}), 0), NULL, NULL, NULL, NULL, NULL, NULL
+             SELECT 2, COALESCE(({head}), 0), NULL, NULL, NULL, NULL, NULL, NULL, NULL
          ) AS parts"
     ))
 }
 
 impl BackendSql {
     pub(crate) fn new(s: &str, key: &str) -> Self {
-        let cols = "version, schema_version, state, created_at";
+        let cols = "version, schema_version, state, created_at, updated_at";
         Self {
             load_latest: load(
                 s,
@@ -115,7 +115,7 @@ impl BackendSql {
                 "{},
                       saved AS (
                           INSERT INTO {s}.snapshots (aggregate_type, aggregate_id, {cols})
-                          SELECT $1, $2, $8, $9, $10, $11
+                          SELECT $1, $2, $8, $9, $10, $11, $12
                           WHERE EXISTS (SELECT 1 FROM inserted)
                             AND NOT EXISTS (SELECT 1 FROM {s}.snapshot_history
                                             WHERE {key} AND version > $8)
@@ -123,7 +123,7 @@ impl BackendSql {
                               version = EXCLUDED.version,
                               schema_version = EXCLUDED.schema_version,
                               state = EXCLUDED.state,
-                              created_at = EXCLUDED.created_at
+                              updated_at = EXCLUDED.updated_at
                           WHERE snapshots.version <= EXCLUDED.version
                           RETURNING 1),
                       cleared AS (
@@ -141,23 +141,27 @@ fn to_i64(version: u64) -> i64 {
 }
 
 /// The snapshot of a load row (`part` 0).
-fn snapshot_of(id: Uuid, aggregate_type: &str, row: &PgRow) -> Result<Snapshot, SnapshotError> {
+fn snapshot_of(
+    id: &AggregateId,
+    aggregate_type: &str,
+    row: &PgRow,
+) -> Result<Snapshot, SnapshotError> {
     let decoded = (|| -> Result<Snapshot, BoxError> {
         let text: &str = row.try_get(4)?;
         assemble(
             (id, aggregate_type),
             (row.try_get(1)?, row.try_get(7)?),
             serde_json::from_str(text)?,
-            row.try_get(6)?,
+            (row.try_get(8)?, row.try_get(6)?),
         )
     })();
-    decoded.map_err(|source| SnapshotError::deserialization(id, aggregate_type, source))
+    decoded.map_err(|source| SnapshotError::deserialization(id.clone(), aggregate_type, source))
 }
 
 /// An event row, borrowed: columns `first..first + 6` are version, id, type, payload,
 /// metadata and time (of which a payload-only row fills the version and the payload).
 fn event_of<'r>(
-    (id, aggregate_type): (Uuid, &str),
+    (id, aggregate_type): (&AggregateId, &str),
     row: &'r PgRow,
     (first, payload_only): (usize, bool),
 ) -> Result<StoredEvent<'r>, EventStoreError> {
@@ -180,7 +184,7 @@ fn event_of<'r>(
         ))
     })();
     decoded.map_err(|source| EventStoreError::Deserialization {
-        aggregate_id: id,
+        aggregate_id: id.clone(),
         aggregate_type: aggregate_type.to_owned(),
         version: u64::try_from(version).unwrap_or(0),
         source,
@@ -198,14 +202,15 @@ impl PostgresDatabase {
     async fn load_rows(
         &self,
         statement: &SqlStr,
-        (id, aggregate_type): (Uuid, &str),
+        (id, aggregate_type): (&AggregateId, &str),
         to: i64,
     ) -> Result<Vec<PgRow>, EventStoreError> {
+        let id = id.text();
         Ok(self
             .retry(|pool| async move {
                 sqlx::query(statement.clone())
                     .bind(aggregate_type)
-                    .bind(id)
+                    .bind(&*id)
                     .bind(to)
                     .bind(FIRST_PAGE)
                     .fetch_all(&pool)
@@ -219,14 +224,15 @@ impl PostgresDatabase {
     /// `last` follows the last event handed over.
     async fn stream_rest(
         &self,
-        (key, payload_only): ((Uuid, &str), bool),
+        (key, payload_only): ((&AggregateId, &str), bool),
         (last, to): (&mut u64, i64),
         sink: &mut dyn LoadSink,
     ) -> Result<(), Read> {
         let statement = &self.sql().backend.load_rest[usize::from(payload_only)];
+        let id = key.0.text();
         let mut rows = sqlx::query(statement.clone())
             .bind(key.1)
-            .bind(key.0)
+            .bind(&*id)
             .bind(to_i64(*last))
             .bind(to)
             .fetch(self.pool());
@@ -244,7 +250,7 @@ impl PostgresDatabase {
     /// Hands the events of `rows` to the sink; returns the last version handed over, how many
     /// events there were, and whether the sink stopped.
     fn hand_rows(
-        (key, payload_only): ((Uuid, &str), bool),
+        (key, payload_only): ((&AggregateId, &str), bool),
         rows: &[PgRow],
         sink: &mut dyn LoadSink,
     ) -> Result<(Option<u64>, usize, bool), EventStoreError> {
@@ -359,7 +365,7 @@ impl Backend for PostgresDatabase {
                 // Nothing to ride on, or nothing valid to write: the append alone.
                 let version = events_store
                     .append(
-                        aggregate_id,
+                        &aggregate_id,
                         &aggregate_type,
                         expected_version,
                         events.into_owned(),
@@ -389,7 +395,7 @@ impl Backend for PostgresDatabase {
             self.commit_latest((&snapshot, &row), expected_version, &appended)
                 .await
         };
-        let stream = (aggregate_id, aggregate_type.as_str(), expected_version);
+        let stream = (&aggregate_id, aggregate_type.as_str(), expected_version);
         let settle = |result| events_store.settle(stream, (appended.count, appended.first), result);
         match result {
             Ok((outcome, written)) => Ok(Committed::new(settle(Ok(outcome)).await?, written)),
@@ -398,7 +404,7 @@ impl Backend for PostgresDatabase {
             Err(error) if !is_unique_violation(&error) && !is_disconnect(&error) => {
                 let version = events_store
                     .append(
-                        aggregate_id,
+                        &aggregate_id,
                         &aggregate_type,
                         expected_version,
                         events.into_owned(),
@@ -411,7 +417,7 @@ impl Backend for PostgresDatabase {
             // fate is unknown and reported failed); otherwise the error stands.
             Err(error) if is_disconnect(&error) => {
                 let head = events_store
-                    .current_version(aggregate_id, &aggregate_type)
+                    .current_version(&aggregate_id, &aggregate_type)
                     .await?;
                 if head < expected_version + appended.count {
                     return Err(pg_error(error, "commit").into());
@@ -465,7 +471,7 @@ impl Appended {
     fn bind<'q>(
         &'q self,
         query: sqlx::query::QueryAs<'q, sqlx::Postgres, (i64, i64), sqlx::postgres::PgArguments>,
-        (aggregate_type, aggregate_id, expected_version): (&'q str, Uuid, u64),
+        (aggregate_type, aggregate_id, expected_version): (&'q str, &'q str, u64),
     ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, (i64, i64), sqlx::postgres::PgArguments> {
         query
             .bind(aggregate_type)
@@ -488,11 +494,8 @@ impl PostgresDatabase {
         appended: &Appended,
     ) -> Result<((i64, i64), SnapshotWrite), sqlx::Error> {
         let statement = &self.sql().backend.commit_latest;
-        let stream = (
-            snapshot.aggregate_type.as_str(),
-            snapshot.aggregate_id,
-            expected_version,
-        );
+        let id = snapshot.aggregate_id.text();
+        let stream = (snapshot.aggregate_type.as_str(), &*id, expected_version);
         let outcome = self
             .retry(|pool| async move {
                 appended
@@ -501,6 +504,7 @@ impl PostgresDatabase {
                     .bind(row.schema_version)
                     .bind(row.state.clone())
                     .bind(row.created_at)
+                    .bind(row.updated_at)
                     .fetch_one(&pool)
                     .await
             })
@@ -516,11 +520,8 @@ impl PostgresDatabase {
         expected_version: u64,
         appended: &Appended,
     ) -> Result<((i64, i64), SnapshotWrite), sqlx::Error> {
-        let stream = (
-            snapshot.aggregate_type.as_str(),
-            snapshot.aggregate_id,
-            expected_version,
-        );
+        let id = snapshot.aggregate_id.text();
+        let stream = (snapshot.aggregate_type.as_str(), &*id, expected_version);
         let mut connection = self.pool().acquire().await?;
         let mut tx = connection.begin().await?;
         let outcome: (i64, i64) = appended

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lean snapshot indexes",
         include_str!("../../../migrations/postgres/0002_lean_snapshot_indexes.sql"),
     ),
+    (
+        3,
+        "string ids and updated_at",
+        include_str!("../../../migrations/postgres/0003_string_ids_and_updated_at.sql"),
+    ),
 ];
 
 /// The schema the tables go in when none is named.
@@ -208,7 +213,7 @@ impl Sql {
 
 impl SnapshotSql {
     fn new(s: &str) -> Self {
-        let cols = "version, schema_version, state, created_at";
+        let cols = "version, schema_version, state, created_at, updated_at";
         let key = KEY;
         Self {
             // The latest retained snapshot is always in `snapshots` (saves write it there and
@@ -229,25 +234,25 @@ impl SnapshotSql {
                 "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
                  saved AS (
                      INSERT INTO {s}.snapshots (aggregate_type, aggregate_id, {cols})
-                     SELECT $1, $2, $3, $4, $5, $6 FROM relaxed
+                     SELECT $1, $2, $3, $4, $5, $6, $7 FROM relaxed
                      WHERE NOT EXISTS (SELECT 1 FROM {s}.snapshot_history WHERE {key} AND version > $3)
                      ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET
                          version = EXCLUDED.version,
                          schema_version = EXCLUDED.schema_version,
                          state = EXCLUDED.state,
-                         created_at = EXCLUDED.created_at
+                         updated_at = EXCLUDED.updated_at
                      WHERE snapshots.version <= EXCLUDED.version
                      RETURNING 1)
                  DELETE FROM {s}.snapshot_history WHERE {key} AND EXISTS (SELECT 1 FROM saved)"
             )),
             upsert_latest: sql(format!(
                 "INSERT INTO {s}.snapshots (aggregate_type, aggregate_id, {cols})
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET
                      version = EXCLUDED.version,
                      schema_version = EXCLUDED.schema_version,
                      state = EXCLUDED.state,
-                     created_at = EXCLUDED.created_at"
+                     updated_at = EXCLUDED.updated_at"
             )),
             highest_version: sql(format!(
                 "SELECT GREATEST(
@@ -301,14 +306,15 @@ impl SnapshotSql {
                                         WHERE m.aggregate_type = h.aggregate_type
                                           AND m.aggregate_id = h.aggregate_id)
                      RETURNING h.aggregate_type, h.aggregate_id, h.version, h.schema_version,
-                               h.state, h.created_at)
+                               h.state, h.created_at, h.updated_at)
                  INSERT INTO {s}.snapshots (aggregate_type, aggregate_id, {cols})
                  SELECT aggregate_type, aggregate_id, {cols} FROM promoted
                  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET
                      version = EXCLUDED.version,
                      schema_version = EXCLUDED.schema_version,
                      state = EXCLUDED.state,
-                     created_at = EXCLUDED.created_at
+                     created_at = EXCLUDED.created_at,
+                     updated_at = EXCLUDED.updated_at
                  WHERE snapshots.version < EXCLUDED.version"
             )),
         }

@@ -2,8 +2,8 @@ use std::ops::ControlFlow;
 
 use serde_json::Value;
 use snap_core::{
-    BackendError, BoxError, EventStore, EventStoreError, NewEvent, RecordedEvent, async_trait,
-    validate,
+    AggregateId, BackendError, BoxError, EventStore, EventStoreError, NewEvent, RecordedEvent,
+    async_trait, validate,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::PostgresDatabase;
-use crate::error::{is_disconnect, is_unique_violation, pg_error};
+use crate::error::{id_from_sql, is_disconnect, is_unique_violation, pg_error};
 use crate::jsonb::Jsonb;
 
 /// An [`EventStore`] on PostgreSQL with optimistic concurrency. Clones share the pool.
@@ -45,14 +45,19 @@ impl PostgresEventStore {
         &self.database
     }
 
-    async fn head(&self, aggregate_id: Uuid, aggregate_type: &str) -> Result<u64, sqlx::Error> {
+    async fn head(
+        &self,
+        aggregate_id: &AggregateId,
+        aggregate_type: &str,
+    ) -> Result<u64, sqlx::Error> {
         let sql = &self.database.sql().events;
+        let id_text = aggregate_id.text();
         let version: i64 = self
             .database
             .retry(|pool| async move {
                 sqlx::query_scalar(sql.current_version.clone())
                     .bind(aggregate_type)
-                    .bind(aggregate_id)
+                    .bind(&*id_text)
                     .fetch_one(&pool)
                     .await
             })
@@ -64,18 +69,19 @@ impl PostgresEventStore {
     /// whether the earlier try of this append committed.
     async fn holds(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         version: u64,
         event_id: Uuid,
     ) -> Result<bool, sqlx::Error> {
         let sql = &self.database.sql().events;
+        let id_text = aggregate_id.text();
         let found: Option<Uuid> = self
             .database
             .retry(|pool| async move {
                 sqlx::query_scalar(sql.event_id_at.clone())
                     .bind(aggregate_type)
-                    .bind(aggregate_id)
+                    .bind(&*id_text)
                     .bind(to_i64(version))
                     .fetch_optional(&pool)
                     .await
@@ -94,7 +100,7 @@ impl PostgresEventStore {
     /// from the `(head, inserted)` its statement returned or the error it met.
     pub(crate) async fn settle(
         &self,
-        (aggregate_id, aggregate_type, expected_version): (Uuid, &str, u64),
+        (aggregate_id, aggregate_type, expected_version): (&AggregateId, &str, u64),
         (count, first): (u64, Uuid),
         result: Result<(i64, i64), sqlx::Error>,
     ) -> Result<u64, EventStoreError> {
@@ -121,7 +127,7 @@ impl PostgresEventStore {
             return Ok(head);
         }
         Err(EventStoreError::Concurrency {
-            aggregate_id,
+            aggregate_id: aggregate_id.clone(),
             aggregate_type: aggregate_type.to_owned(),
             expected: expected_version,
             actual: head,
@@ -129,7 +135,11 @@ impl PostgresEventStore {
     }
 }
 
-fn decode(id: Uuid, aggregate_type: &str, row: &PgRow) -> Result<RecordedEvent, EventStoreError> {
+fn decode(
+    id: &AggregateId,
+    aggregate_type: &str,
+    row: &PgRow,
+) -> Result<RecordedEvent, EventStoreError> {
     let version: i64 = row.try_get(0).unwrap_or(0);
     let decoded = (|| -> Result<RecordedEvent, BoxError> {
         let Json(payload): Json<Value> = row.try_get(3)?;
@@ -148,7 +158,7 @@ fn decode(id: Uuid, aggregate_type: &str, row: &PgRow) -> Result<RecordedEvent, 
         ))
     })();
     decoded.map_err(|source| EventStoreError::Deserialization {
-        aggregate_id: id,
+        aggregate_id: id.clone(),
         aggregate_type: aggregate_type.to_owned(),
         version: u64::try_from(version).unwrap_or(0),
         source,
@@ -167,16 +177,17 @@ impl PostgresEventStore {
     /// event handed over.
     async fn stream(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         (from, to): (&mut i64, i64),
         sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
     ) -> Result<(), Read> {
         let sql = &self.database.sql().events;
+        let id_text = aggregate_id.text();
         let pool = self.database.pool();
         let mut rows = sqlx::query(sql.load.clone())
             .bind(aggregate_type)
-            .bind(aggregate_id)
+            .bind(&*id_text)
             .bind(*from)
             .bind(to)
             .fetch(pool);
@@ -215,14 +226,14 @@ fn hand_over(
 impl EventStore for PostgresEventStore {
     async fn append(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<u64, EventStoreError> {
         validate::append(aggregate_type, expected_version, &events)?;
         let conflict = |actual| EventStoreError::Concurrency {
-            aggregate_id,
+            aggregate_id: aggregate_id.clone(),
             aggregate_type: aggregate_type.to_owned(),
             expected: expected_version,
             actual,
@@ -245,12 +256,13 @@ impl EventStore for PostgresEventStore {
         let metadata: Vec<Jsonb> = events.iter().map(|e| Jsonb::new(&e.metadata)).collect();
         let (ids, types, payloads, metadata) = (&ids, &types, &payloads, &metadata);
         let sql = &self.database.sql().events;
+        let id_text = aggregate_id.text();
         let result = self
             .database
             .retry(|pool| async move {
                 sqlx::query_as::<_, (i64, i64)>(sql.append.clone())
                     .bind(aggregate_type)
-                    .bind(aggregate_id)
+                    .bind(&*id_text)
                     .bind(to_i64(expected_version))
                     .bind(ids)
                     .bind(types)
@@ -270,7 +282,7 @@ impl EventStore for PostgresEventStore {
 
     async fn load(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         from_version: u64,
         to_version: Option<u64>,
@@ -281,7 +293,7 @@ impl EventStore for PostgresEventStore {
 
     async fn load_batches(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         from_version: u64,
         to_version: Option<u64>,
@@ -296,12 +308,13 @@ impl EventStore for PostgresEventStore {
         // The first page in one fetch, decoded at once: a load after a snapshot usually ends
         // here, without the per-row cost of a stream.
         let sql = &self.database.sql().events;
+        let id_text = aggregate_id.text();
         let page = self
             .database
             .retry(|pool| async move {
                 sqlx::query(sql.load_page.clone())
                     .bind(aggregate_type)
-                    .bind(aggregate_id)
+                    .bind(&*id_text)
                     .bind(from)
                     .bind(to)
                     .bind(FIRST_PAGE)
@@ -342,7 +355,7 @@ impl EventStore for PostgresEventStore {
 
     async fn current_version(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<u64, EventStoreError> {
         validate::aggregate_type(aggregate_type)?;
@@ -355,16 +368,18 @@ impl EventStore for PostgresEventStore {
     async fn list_aggregate_ids(
         &self,
         aggregate_type: &str,
-        after: Option<Uuid>,
+        after: Option<&AggregateId>,
         limit: usize,
-    ) -> Result<Vec<Uuid>, EventStoreError> {
+    ) -> Result<Vec<AggregateId>, EventStoreError> {
         validate::aggregate_type(aggregate_type)?;
         let sql = &self.database.sql().events;
+        let after = after.map(ToString::to_string);
+        let after = after.as_deref();
         if limit == 0 {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(self
+        let ids: Vec<String> = self
             .database
             .retry(|pool| async move {
                 match after {
@@ -380,6 +395,9 @@ impl EventStore for PostgresEventStore {
                 .await
             })
             .await
-            .map_err(|e| pg_error(e, "list_aggregate_ids"))?)
+            .map_err(|e| pg_error(e, "list_aggregate_ids"))?;
+        ids.into_iter()
+            .map(|id| id_from_sql(id).map_err(EventStoreError::from))
+            .collect()
     }
 }

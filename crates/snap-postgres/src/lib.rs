@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! use serde_json::json;
-//! use snap_core::{Snapshot, SnapshotStore};
+//! use snap_core::{AggregateId, Snapshot, SnapshotStore};
 //! use snap_postgres::PostgresOptions;
 //! use uuid::Uuid;
 //!
@@ -18,9 +18,9 @@
 //!     .connect()
 //!     .await?;
 //! let snapshots = database.snapshot_store();
-//! let id = Uuid::new_v4();
-//! snapshots.save_snapshot(&Snapshot::new(id, "Invoice", 3, json!({"total": 12}), 1)).await?;
-//! assert_eq!(snapshots.get_snapshot(id, "Invoice").await?.map(|s| s.version), Some(3));
+//! let id = AggregateId::from(Uuid::new_v4());
+//! snapshots.save_snapshot(&Snapshot::new(&id, "Invoice", 3, json!({"total": 12}), 1)).await?;
+//! assert_eq!(snapshots.get_snapshot(&id, "Invoice").await?.map(|s| s.version), Some(3));
 //! # Ok(()) }
 //! ```
 

@@ -6,10 +6,9 @@ use snap_core::{
 };
 use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::PostgresDatabase;
-use crate::error::pg_error;
+use crate::error::{id_from_sql, pg_error};
 
 fn check_type(aggregate_type: Option<&str>) -> Result<(), BackendError> {
     if let Some(t) = aggregate_type {
@@ -71,10 +70,10 @@ impl SnapshotAdmin for PostgresDatabase {
         let s = format!("\"{}\"", self.schema());
         let sql = format!(
             "SELECT aggregate_type, schema_version, count(*), sum(octet_length(state::text))::bigint,
-                    max(octet_length(state::text))::bigint, min(created_at), max(created_at)
-             FROM (SELECT aggregate_type, schema_version, state, created_at FROM {s}.snapshots
+                    max(octet_length(state::text))::bigint, min(updated_at), max(updated_at)
+             FROM (SELECT aggregate_type, schema_version, state, updated_at FROM {s}.snapshots
                    UNION ALL
-                   SELECT aggregate_type, schema_version, state, created_at FROM {s}.snapshot_history)
+                   SELECT aggregate_type, schema_version, state, updated_at FROM {s}.snapshot_history)
                   AS all_snapshots
              WHERE $1::text IS NULL OR aggregate_type = $1
              GROUP BY aggregate_type, schema_version ORDER BY aggregate_type, schema_version"
@@ -119,15 +118,15 @@ impl SnapshotAdmin for PostgresDatabase {
             .map_err(|e| pg_error(e, "snapshot_lag"))?;
         rows.iter()
             .map(|row| {
+                let field = |e| pg_error(e, "decode snapshot_lag");
                 Ok(SnapshotLag::new(
-                    row.try_get(0)?,
-                    row.try_get::<Uuid, _>(1)?,
-                    count(row.try_get(2)?),
-                    count(row.try_get(3)?),
+                    row.try_get(0).map_err(field)?,
+                    id_from_sql(row.try_get(1).map_err(field)?)?,
+                    count(row.try_get(2).map_err(field)?),
+                    count(row.try_get(3).map_err(field)?),
                 ))
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| pg_error(e, "decode snapshot_lag"))
+            .collect()
     }
 
     async fn count_snapshots_by_type(

@@ -76,17 +76,17 @@ async fn cached_read_plans_stay_bounded_after_a_stream_grows() {
     let big = Uuid::new_v4();
     let statements: [(&str, &str, String, u64); 6] = [
         // (name, parameter types, arguments, most rows a bounded plan produces)
-        ("head", "text, uuid", format!("'Account', '{big}'"), 1),
+        ("head", "text, text", format!("'Account', '{big}'"), 1),
         (
             "page",
-            "text, uuid, bigint, bigint, bigint",
+            "text, text, bigint, bigint, bigint",
             format!("'Account', '{big}', 19000, 20000, 256"),
             256,
         ),
         ("ids_first", "text, bigint", "'Account', 10".to_owned(), 10),
         (
             "ids_after",
-            "text, bigint, uuid",
+            "text, bigint, text",
             format!("'Account', 10, '{big}'"),
             10,
         ),
@@ -116,7 +116,7 @@ async fn cached_read_plans_stay_bounded_after_a_stream_grows() {
          FROM generate_series(1, 20000) g;
          INSERT INTO {s}.events (aggregate_type, aggregate_id, version, event_id, event_type, payload, metadata)
          SELECT 'Account', id, v, gen_random_uuid(), 'Deposited', '{{}}', 'null'
-         FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, 300)) ids,
+         FROM (SELECT gen_random_uuid()::text AS id FROM generate_series(1, 300)) ids,
               generate_series(1, 3) v"
     )))
     .await

@@ -1,6 +1,6 @@
 use serde_json::Value;
 use snap_core::{
-    BackendError, BoxError, Snapshot, SnapshotError, SnapshotStore, async_trait,
+    AggregateId, BackendError, BoxError, Snapshot, SnapshotError, SnapshotStore, async_trait,
     normalize_timestamp, validate,
 };
 use sqlx::postgres::PgRow;
@@ -8,7 +8,6 @@ use sqlx::types::Json;
 use sqlx::{Acquire, Row};
 
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::PostgresDatabase;
 use crate::error::pg_error;
@@ -55,11 +54,12 @@ impl PostgresSnapshotStore {
 
     async fn get(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         max_version: Option<u64>,
     ) -> Result<Option<Snapshot>, SnapshotError> {
         validate::aggregate_type(aggregate_type)?;
+        let id = aggregate_id.text();
         let sql = &self.database.sql().snapshots;
         let statement = if max_version.is_some() {
             &sql.get_at
@@ -71,7 +71,7 @@ impl PostgresSnapshotStore {
             .retry(|pool| async move {
                 let mut query = sqlx::query(statement.clone())
                     .bind(aggregate_type)
-                    .bind(aggregate_id);
+                    .bind(&*id);
                 if let Some(max) = max_version {
                     query = query.bind(to_i64(max));
                 }
@@ -113,7 +113,7 @@ pub(crate) async fn write_history(
     keep: usize,
 ) -> Result<(), sqlx::Error> {
     let sql = &database.sql().snapshots;
-    let (ty, id) = (&snapshot.aggregate_type, snapshot.aggregate_id);
+    let (ty, id) = (&snapshot.aggregate_type, row.id.as_str());
     sqlx::query(sql.lock_aggregate.clone())
         .bind(ty)
         .bind(id)
@@ -153,6 +153,8 @@ pub(crate) struct Encoded {
     pub(crate) schema_version: i64,
     pub(crate) state: Jsonb,
     pub(crate) created_at: OffsetDateTime,
+    pub(crate) updated_at: OffsetDateTime,
+    pub(crate) id: String,
 }
 
 impl Encoded {
@@ -162,21 +164,24 @@ impl Encoded {
             schema_version: i64::from(snapshot.schema_version),
             state: Jsonb::new(&snapshot.state),
             created_at: normalize_timestamp(snapshot.created_at),
+            updated_at: normalize_timestamp(snapshot.updated_at),
+            id: snapshot.aggregate_id.to_string(),
         }
     }
 
     pub(crate) fn bind<'q>(
-        &self,
+        &'q self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
         snapshot: &'q Snapshot,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
         query
             .bind(&snapshot.aggregate_type)
-            .bind(snapshot.aggregate_id)
+            .bind(self.id.as_str())
             .bind(self.version)
             .bind(self.schema_version)
             .bind(self.state.clone())
             .bind(self.created_at)
+            .bind(self.updated_at)
     }
 }
 
@@ -185,7 +190,7 @@ fn to_i64(version: u64) -> i64 {
 }
 
 pub(crate) fn decode(
-    id: Uuid,
+    id: &AggregateId,
     aggregate_type: &str,
     row: &PgRow,
 ) -> Result<Snapshot, SnapshotError> {
@@ -195,19 +200,19 @@ pub(crate) fn decode(
             (id, aggregate_type),
             (row.try_get(0)?, row.try_get(1)?),
             state,
-            row.try_get(3)?,
+            (row.try_get(3)?, row.try_get(4)?),
         )
     })();
-    decoded.map_err(|source| SnapshotError::deserialization(id, aggregate_type, source))
+    decoded.map_err(|source| SnapshotError::deserialization(id.clone(), aggregate_type, source))
 }
 
 /// A snapshot from its decoded columns: `(version, schema_version)`, the state, which must be a
-/// JSON object, and the time it was taken.
+/// JSON object, and its `(created_at, updated_at)`.
 pub(crate) fn assemble(
-    (id, aggregate_type): (Uuid, &str),
+    (id, aggregate_type): (&AggregateId, &str),
     (version, schema_version): (i64, i64),
     state: Value,
-    created_at: OffsetDateTime,
+    (created_at, updated_at): (OffsetDateTime, OffsetDateTime),
 ) -> Result<Snapshot, BoxError> {
     if !state.is_object() {
         return Err(format!(
@@ -217,13 +222,14 @@ pub(crate) fn assemble(
         .into());
     }
     Ok(Snapshot::new(
-        id,
+        id.clone(),
         aggregate_type,
         u64::try_from(version)?,
         state,
         u32::try_from(schema_version)?,
     )
-    .with_created_at(created_at))
+    .with_created_at(created_at)
+    .with_updated_at(updated_at))
 }
 
 #[async_trait]
@@ -257,7 +263,7 @@ impl SnapshotStore for PostgresSnapshotStore {
 
     async fn get_snapshot(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<Option<Snapshot>, SnapshotError> {
         self.get(aggregate_id, aggregate_type, None).await
@@ -265,7 +271,7 @@ impl SnapshotStore for PostgresSnapshotStore {
 
     async fn get_snapshot_at(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         max_version: u64,
     ) -> Result<Option<Snapshot>, SnapshotError> {
@@ -275,10 +281,11 @@ impl SnapshotStore for PostgresSnapshotStore {
 
     async fn delete_snapshot(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<bool, SnapshotError> {
         validate::aggregate_type(aggregate_type)?;
+        let id = aggregate_id.text();
         let sql = &self.database.sql().snapshots;
         // A retry after a lost reply finds nothing left and reports false; the rows are gone
         // either way.
@@ -287,7 +294,7 @@ impl SnapshotStore for PostgresSnapshotStore {
             .retry(|pool| async move {
                 sqlx::query_scalar(sql.delete.clone())
                     .bind(aggregate_type)
-                    .bind(aggregate_id)
+                    .bind(&*id)
                     .fetch_one(&pool)
                     .await
             })
@@ -298,17 +305,18 @@ impl SnapshotStore for PostgresSnapshotStore {
 
     async fn snapshot_exists(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<bool, SnapshotError> {
         validate::aggregate_type(aggregate_type)?;
+        let id = aggregate_id.text();
         let sql = &self.database.sql().snapshots;
         Ok(self
             .database
             .retry(|pool| async move {
                 sqlx::query_scalar(sql.exists.clone())
                     .bind(aggregate_type)
-                    .bind(aggregate_id)
+                    .bind(&*id)
                     .fetch_one(&pool)
                     .await
             })

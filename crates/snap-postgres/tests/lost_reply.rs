@@ -134,7 +134,7 @@ async fn deposits(database: &PostgresDatabase, id: Uuid) -> Vec<i64> {
     use snap_core::EventStore;
     database
         .event_store()
-        .load(id, "Account", 0, None)
+        .load(&id.into(), "Account", 0, None)
         .await
         .expect("load")
         .iter()

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use serde_json::json;
 use snap_core::{
-    EventStore, EventStoreError, InvalidInput, NewEvent, Snapshot, SnapshotError, SnapshotStore,
+    AggregateId, EventStore, EventStoreError, InvalidInput, NewEvent, Snapshot, SnapshotError,
+    SnapshotStore,
 };
 use snap_postgres::{MIGRATIONS, validate_schema_name};
 use support::PgHarness;
 use uuid::Uuid;
 
-fn snapshot(id: Uuid, version: u64) -> Snapshot {
+fn snapshot(id: &AggregateId, version: u64) -> Snapshot {
     Snapshot::new(id, "Account", version, json!({"version": version}), 1)
 }
 
@@ -51,7 +52,7 @@ async fn concurrent_savers_with_random_versions_keep_the_maximum() {
     }
     for keep in [1, 3] {
         let store = Arc::new(harness.database().await.snapshot_store().keep_history(keep));
-        let id = Uuid::new_v4();
+        let id = &AggregateId::from(Uuid::new_v4());
         // Random versions with repeats, from a fixed seed so a failure can be replayed.
         let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ keep as u64;
         let versions: Vec<u64> = (0..16)
@@ -65,8 +66,8 @@ async fn concurrent_savers_with_random_versions_keep_the_maximum() {
         let tasks: Vec<_> = versions
             .iter()
             .map(|&v| {
-                let store = Arc::clone(&store);
-                tokio::spawn(async move { store.save_snapshot(&snapshot(id, v)).await })
+                let (store, id) = (Arc::clone(&store), id.clone());
+                tokio::spawn(async move { store.save_snapshot(&snapshot(&id, v)).await })
             })
             .collect();
         for task in tasks {
@@ -96,7 +97,7 @@ async fn a_killed_connection_is_replaced_by_the_pool() {
         .await
         .unwrap();
     let (snapshots, events) = (database.snapshot_store(), database.event_store());
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     events
         .append(id, "Account", 0, vec![NewEvent::new("Opened", json!({}))])
         .await
@@ -167,7 +168,7 @@ async fn migrate_twice_and_from_two_tasks_at_once() {
         database.schema_version().await.unwrap(),
         i64::try_from(MIGRATIONS.len()).unwrap()
     );
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     database
         .snapshot_store()
         .save_snapshot(&snapshot(id, 1))
@@ -189,7 +190,7 @@ async fn schemas_keep_tenants_apart() {
         return;
     }
     let (one, two) = (harness.database().await, harness.database().await);
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     one.snapshot_store()
         .save_snapshot(&snapshot(id, 3))
         .await
@@ -246,7 +247,10 @@ async fn a_row_of_the_wrong_shape_is_a_typed_error() {
     }
     let database = harness.database().await;
     let store = database.snapshot_store();
-    let (array, healthy) = (Uuid::new_v4(), Uuid::new_v4());
+    let (array, healthy) = (
+        &AggregateId::from(Uuid::new_v4()),
+        &AggregateId::from(Uuid::new_v4()),
+    );
     for id in [array, healthy] {
         store.save_snapshot(&snapshot(id, 2)).await.unwrap();
     }
@@ -254,12 +258,14 @@ async fn a_row_of_the_wrong_shape_is_a_typed_error() {
         "UPDATE \"{}\".snapshots SET state = '[1, 2]'::jsonb WHERE aggregate_id = $1",
         database.schema()
     )))
-    .bind(array)
+    .bind(array.to_string())
     .execute(database.pool())
     .await
     .unwrap();
     match store.get_snapshot(array, "Account").await {
-        Err(SnapshotError::Deserialization { aggregate_id, .. }) => assert_eq!(aggregate_id, array),
+        Err(SnapshotError::Deserialization { aggregate_id, .. }) => {
+            assert_eq!(&aggregate_id, array);
+        }
         other => panic!("expected a Deserialization error, got {other:?}"),
     }
     assert!(
@@ -279,7 +285,7 @@ async fn a_hundred_events_append_in_one_statement() {
     }
     let database = harness.database().await;
     let events = database.event_store();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     let batch: Vec<NewEvent> = (0..100)
         .map(|i| NewEvent::new("Tick", json!({"i": i})))
         .collect();
@@ -355,7 +361,7 @@ async fn saves_survive_terminated_connections(application: &'static str, native:
         .mode(SnapshotMode::Sync)
         .build()
         .unwrap();
-    let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let ids: Vec<AggregateId> = (0..4).map(|_| AggregateId::from(Uuid::new_v4())).collect();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = tokio::spawn({
         let (repo, ids, done) = (repo.clone(), ids.clone(), Arc::clone(&done));
@@ -366,7 +372,7 @@ async fn saves_survive_terminated_connections(application: &'static str, native:
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 round += 1;
                 let slot = usize::try_from(round % 4).unwrap();
-                let id = ids[slot];
+                let id = &ids[slot];
                 let mut root = match repo.load(id).await {
                     Ok(root) => root,
                     Err(RepositoryError::AggregateNotFound { .. }) => {
@@ -419,7 +425,7 @@ async fn saves_survive_terminated_connections(application: &'static str, native:
 async fn assert_streams_whole(
     database: &snap_postgres::PostgresDatabase,
     repo: &snap_repo::AggregateRepository<snap_testkit::accounts::AccountV1>,
-    ids: &[Uuid],
+    ids: &[AggregateId],
     committed: &[u64],
 ) {
     use snap_repo::{AggregateRepository, StorePair};
@@ -431,13 +437,13 @@ async fn assert_streams_whole(
             .build()
             .unwrap();
     for (slot, id) in ids.iter().enumerate() {
-        let head = events.current_version(*id, "Account").await.unwrap();
+        let head = events.current_version(id, "Account").await.unwrap();
         assert!(
             head >= committed[slot],
             "{id}: reported {}, stored {head}",
             committed[slot]
         );
-        let stored = events.load(*id, "Account", 0, None).await.unwrap();
+        let stored = events.load(id, "Account", 0, None).await.unwrap();
         let versions: Vec<u64> = stored.iter().map(|e| e.version).collect();
         assert_eq!(versions, (1..=head).collect::<Vec<_>>(), "{id}: a gap");
         let amounts: Vec<i64> = stored
@@ -448,9 +454,9 @@ async fn assert_streams_whole(
             let size = usize::try_from(run[0] % 5).unwrap() + 1;
             assert_eq!(run.len() % size, 0, "{id}: a torn batch of {}", run[0]);
         }
-        let loaded = repo.load(*id).await.unwrap();
+        let loaded = repo.load(id).await.unwrap();
         assert_eq!(loaded.version(), head);
-        assert_eq!(loaded.state(), replay.load(*id).await.unwrap().state());
+        assert_eq!(loaded.state(), replay.load(id).await.unwrap().state());
     }
 }
 
@@ -501,7 +507,7 @@ async fn a_snapshot_that_fails_inside_the_commit_keeps_the_events() {
             .mode(SnapshotMode::Sync)
             .build()
             .unwrap();
-        let id = Uuid::new_v4();
+        let id = &AggregateId::from(Uuid::new_v4());
         let mut root = repo.create_new(id);
         root.record(AccountEvent::Opened {
             owner: "ada".into(),
@@ -548,7 +554,7 @@ async fn a_relaxed_snapshot_write_leaves_the_connection_durable() {
             .await
             .unwrap()
             .keep_history(keep);
-        let id = Uuid::new_v4();
+        let id = &AggregateId::from(Uuid::new_v4());
         for version in 1..=3 {
             database
                 .snapshot_store()

@@ -1,6 +1,7 @@
-//! A schema written at version 1 moves to the latest schema with nothing lost: rows written
-//! as version 1 laid them out, by plain SQL, read back through the stores after the migration,
-//! and the stores write to it afterwards.
+//! A schema written at each older version (1, and 2 of the release before string ids, whose
+//! ids were `uuid` columns) moves to the latest schema with nothing lost: rows written as that
+//! version laid them out, by plain SQL, read back through the stores after the migration, and
+//! the stores write to it afterwards, string ids included.
 
 mod support;
 
@@ -18,22 +19,37 @@ async fn index_names(database: &snap_postgres::PostgresDatabase) -> Vec<String> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_1_schema_with_data_migrates_to_the_latest_and_loses_nothing() {
+async fn a_populated_schema_at_each_older_version_migrates_to_the_latest_and_loses_nothing() {
     let harness = PgHarness::new();
     if harness.is_unavailable() {
         return;
     }
-    let database = harness.options().migrate(false).connect().await.unwrap();
-    database.migrate_to(1).await.unwrap();
-    assert_eq!(database.schema_version().await.unwrap(), 1);
-    assert!(
+    for start in [1, 2] {
+        upgrade_from(&harness, start).await;
+    }
+}
+
+async fn upgrade_from(harness: &PgHarness, start: i64) {
+    let database = harness
+        .options()
+        .migrate(false)
+        .connect()
+        .await
+        .expect("the upgrade step");
+    database.migrate_to(start).await.expect("the upgrade step");
+    assert_eq!(
+        database.schema_version().await.expect("the upgrade step"),
+        start
+    );
+    assert_eq!(
         index_names(&database)
             .await
-            .contains(&"snapshots_created_at".to_owned())
+            .contains(&"snapshots_created_at".to_owned()),
+        start == 1
     );
     let schema = database.schema().to_owned();
 
-    // Rows as version 1 wrote them, history included.
+    // Rows as versions 1 and 2 wrote them (uuid ids), history included.
     let streams = [(Uuid::new_v4(), 3_i64), (Uuid::new_v4(), 5)];
     for (id, n) in streams {
         for version in 1..=n {
@@ -48,7 +64,7 @@ async fn a_version_1_schema_with_data_migrates_to_the_latest_and_loses_nothing()
             .bind(upgrade::payload(version))
             .execute(database.pool())
             .await
-            .unwrap();
+            .expect("the upgrade step");
         }
         for table in ["snapshots", "snapshot_history"] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -59,14 +75,14 @@ async fn a_version_1_schema_with_data_migrates_to_the_latest_and_loses_nothing()
             .bind(upgrade::state(n))
             .execute(database.pool())
             .await
-            .unwrap();
+            .expect("the upgrade step");
         }
     }
 
-    database.migrate().await.unwrap();
+    database.migrate().await.expect("the upgrade step");
     assert_eq!(
-        database.schema_version().await.unwrap(),
-        i64::try_from(MIGRATIONS.len()).unwrap()
+        database.schema_version().await.expect("the upgrade step"),
+        i64::try_from(MIGRATIONS.len()).expect("the upgrade step")
     );
     assert!(
         !index_names(&database)
@@ -88,7 +104,7 @@ async fn migrate_to_refuses_an_unknown_version_and_never_goes_back() {
         return;
     }
     let database = harness.database().await;
-    let latest = i64::try_from(MIGRATIONS.len()).unwrap();
+    let latest = i64::try_from(MIGRATIONS.len()).expect("the upgrade step");
     let error = database.migrate_to(latest + 1).await.unwrap_err();
     let source = std::error::Error::source(&error).map(ToString::to_string);
     assert!(
@@ -97,6 +113,9 @@ async fn migrate_to_refuses_an_unknown_version_and_never_goes_back() {
             .is_some_and(|s| s.contains("no schema version")),
         "{error}: {source:?}"
     );
-    database.migrate_to(1).await.unwrap();
-    assert_eq!(database.schema_version().await.unwrap(), latest);
+    database.migrate_to(1).await.expect("the upgrade step");
+    assert_eq!(
+        database.schema_version().await.expect("the upgrade step"),
+        latest
+    );
 }

@@ -7,9 +7,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use snap_core::{AggregateRoot, Backend, Decided, Decider, MigrationChain, Snapshot, StateCodec};
+use snap_core::{
+    AggregateId, AggregateRoot, Backend, Decided, Decider, MigrationChain, Snapshot, StateCodec,
+};
 use snap_strategy::{BackgroundConfig, SnapshotMode, SnapshotPolicy, SnapshotStrategy};
-use uuid::Uuid;
 
 use crate::error::{BuildError, RepositoryError};
 use crate::repository::{AggregateRepository, RepositoryBuilder, SnapshotCheck};
@@ -29,7 +30,7 @@ pub enum DeciderError<E: std::error::Error + 'static> {
     )]
     Terminal {
         /// The aggregate.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: &'static str,
         /// The version at which it became terminal (its head).
@@ -190,16 +191,17 @@ impl<D: Decider> DeciderRepository<D> {
     /// [`DeciderError::Terminal`] without deciding, writing or retrying.
     pub async fn handle(
         &self,
-        id: Uuid,
+        id: impl Into<AggregateId>,
         command: &D::Command,
     ) -> Result<Handled<D::Event>, DeciderError<D::Error>> {
+        let id = &id.into();
         let mut attempts = 0;
         loop {
             attempts += 1;
             let mut root = self.inner.load_for_command(id).await?;
             if root.version() > 0 && D::is_terminal(&root.state().0) {
                 return Err(DeciderError::Terminal {
-                    aggregate_id: id,
+                    aggregate_id: id.clone(),
                     aggregate_type: D::TYPE,
                     version: root.version(),
                 });
@@ -230,14 +232,17 @@ impl<D: Decider> DeciderRepository<D> {
     }
 
     /// The aggregate's current state; see [`AggregateRepository::load`].
-    pub async fn load(&self, id: Uuid) -> Result<AggregateRoot<Decided<D>>, RepositoryError> {
+    pub async fn load(
+        &self,
+        id: impl Into<AggregateId>,
+    ) -> Result<AggregateRoot<Decided<D>>, RepositoryError> {
         self.inner.load(id).await
     }
 
     /// The aggregate as it was at `version`; see [`AggregateRepository::load_at`].
     pub async fn load_at(
         &self,
-        id: Uuid,
+        id: impl Into<AggregateId>,
         version: u64,
     ) -> Result<AggregateRoot<Decided<D>>, RepositoryError> {
         self.inner.load_at(id, version).await
@@ -252,7 +257,10 @@ impl<D: Decider> DeciderRepository<D> {
     }
 
     /// See [`AggregateRepository::verify_snapshot`].
-    pub async fn verify_snapshot(&self, id: Uuid) -> Result<SnapshotCheck, RepositoryError> {
+    pub async fn verify_snapshot(
+        &self,
+        id: impl Into<AggregateId>,
+    ) -> Result<SnapshotCheck, RepositoryError> {
         self.inner.verify_snapshot(id).await
     }
 

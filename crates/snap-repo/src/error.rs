@@ -1,8 +1,9 @@
 //! Errors of the repository.
 
-use snap_core::{CaptureError, EncodeError, EventStoreError, ReplayError, SnapshotError};
+use snap_core::{
+    AggregateId, CaptureError, EncodeError, EventStoreError, ReplayError, SnapshotError,
+};
 use snap_strategy::StrategyError;
-use uuid::Uuid;
 
 /// Why a repository operation failed.
 ///
@@ -16,7 +17,7 @@ pub enum RepositoryError {
     #[error("aggregate {aggregate_type}/{aggregate_id} not found")]
     AggregateNotFound {
         /// The aggregate.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: String,
     },
@@ -27,7 +28,7 @@ pub enum RepositoryError {
     )]
     Concurrency {
         /// The aggregate.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: String,
         /// The version this save expected.
@@ -48,7 +49,7 @@ pub enum RepositoryError {
     #[error("an event of {aggregate_type}/{aggregate_id} cannot be stored")]
     Serialization {
         /// The aggregate.
-        aggregate_id: Uuid,
+        aggregate_id: AggregateId,
         /// Its type.
         aggregate_type: String,
         /// Which event, and why.

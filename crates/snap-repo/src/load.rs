@@ -5,11 +5,10 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use snap_core::{
-    Aggregate, AggregateRoot, CaptureError, LoadRequest, LoadSink, Loaded, MigrationError,
-    ReplayError, Snapshot, SnapshotError, SnapshotRead, StoredEvent,
+    Aggregate, AggregateId, AggregateRoot, CaptureError, LoadRequest, LoadSink, Loaded,
+    MigrationError, ReplayError, Snapshot, SnapshotError, SnapshotRead, StoredEvent,
 };
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::error::RepositoryError;
 use crate::repository::{AggregateRepository, SnapshotCheck, timed_out};
@@ -31,10 +30,10 @@ struct Replay<'r, A: Aggregate> {
 }
 
 impl<'r, A: Aggregate> Replay<'r, A> {
-    fn new(repo: &'r AggregateRepository<A>, id: Uuid, reason: FallbackReason) -> Self {
+    fn new(repo: &'r AggregateRepository<A>, id: &AggregateId, reason: FallbackReason) -> Self {
         Self {
             repo,
-            root: AggregateRoot::new(id),
+            root: AggregateRoot::new(id.clone()),
             fallback: Some(reason),
             migrated: None,
             applied: 0,
@@ -123,14 +122,14 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// events, and a discarded aggregate as it is, so the caller can tell the two apart.
     pub(crate) async fn load_for_command(
         &self,
-        id: Uuid,
+        id: &AggregateId,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
         self.load_span(id, None).await
     }
 
     pub(crate) async fn load_span(
         &self,
-        id: Uuid,
+        id: &AggregateId,
         at: Option<u64>,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
         let span = tracing::info_span!(
@@ -149,7 +148,7 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// One load into a fresh [`Replay`].
     async fn read(
         &self,
-        id: Uuid,
+        id: &AggregateId,
         at: Option<u64>,
         through_snapshot: bool,
     ) -> Result<(Replay<'_, A>, Loaded), RepositoryError> {
@@ -167,7 +166,7 @@ impl<A: Aggregate> AggregateRepository<A> {
 
     async fn load_inner(
         &self,
-        id: Uuid,
+        id: &AggregateId,
         at: Option<u64>,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
         let (mut replay, loaded) = self.read(id, at, true).await?;
@@ -193,7 +192,7 @@ impl<A: Aggregate> AggregateRepository<A> {
         root.note_replay(applied, started.elapsed());
         if root.version() == 0 {
             // No stream: a new aggregate, and nothing a load could count.
-            return Ok(AggregateRoot::new(id));
+            return Ok(AggregateRoot::new(id.clone()));
         }
         self.inner.counters.load(A::TYPE, fallback, applied);
         if let Some(at) = at {
@@ -225,7 +224,7 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// The aggregate rebuilt by a full replay of its events up to `to`.
     pub(crate) async fn full_replay(
         &self,
-        id: Uuid,
+        id: &AggregateId,
         to: Option<u64>,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
         Ok(self.read(id, to, false).await?.0.root)
@@ -235,10 +234,10 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// snapshot comes back too, to be stored if the load succeeds.
     pub(crate) fn restore(
         &self,
-        id: Uuid,
+        id: &AggregateId,
         snapshot: &Snapshot,
     ) -> Result<(AggregateRoot<A>, Option<Snapshot>), FallbackReason> {
-        if snapshot.aggregate_id != id || snapshot.aggregate_type != A::TYPE {
+        if snapshot.aggregate_id != *id || snapshot.aggregate_type != A::TYPE {
             tracing::warn!(aggregate_id = %id, aggregate_type = A::TYPE, %snapshot, "snapshot of another aggregate; replaying the stream");
             return Err(FallbackReason::RestoreFailure);
         }
@@ -270,7 +269,8 @@ impl<A: Aggregate> AggregateRepository<A> {
                 return Err(FallbackReason::RestoreFailure);
             }
         };
-        let mut root = AggregateRoot::restore(snapshot.aggregate_id, snapshot.version, state);
+        let mut root =
+            AggregateRoot::restore(snapshot.aggregate_id.clone(), snapshot.version, state);
         let resave = if migrated {
             root.to_snapshot_with(&*self.inner.codec).ok()
         } else {
@@ -285,7 +285,11 @@ impl<A: Aggregate> AggregateRepository<A> {
     /// JSON. A [`SnapshotCheck::Mismatch`] means loads are returning a state no replay gives,
     /// typically because `apply` changed without a `SCHEMA_VERSION` bump: bump the schema
     /// version or delete the snapshots of the type. Nothing is written.
-    pub async fn verify_snapshot(&self, id: Uuid) -> Result<SnapshotCheck, RepositoryError> {
+    pub async fn verify_snapshot(
+        &self,
+        id: impl Into<AggregateId>,
+    ) -> Result<SnapshotCheck, RepositoryError> {
+        let id = &id.into();
         let Some(store) = &self.inner.snapshots else {
             return Ok(SnapshotCheck::NoSnapshot);
         };

@@ -94,8 +94,8 @@ impl Backend for StorePair {
         self.events
             .load_batches(id, ty, from, request.up_to, &mut |batch| {
                 for event in &batch {
-                    if event.aggregate_id != id || event.aggregate_type != ty {
-                        foreign = Some((event.aggregate_type.clone(), event.aggregate_id));
+                    if event.aggregate_id != *id || event.aggregate_type != ty {
+                        foreign = Some((event.aggregate_type.clone(), event.aggregate_id.clone()));
                         return ControlFlow::Break(());
                     }
                     last = Some(event.version);
@@ -106,7 +106,7 @@ impl Backend for StorePair {
             .await?;
         if let Some((found_type, found_id)) = foreign {
             return Err(EventStoreError::Deserialization {
-                aggregate_id: id,
+                aggregate_id: id.clone(),
                 aggregate_type: ty.to_owned(),
                 version: last.unwrap_or(from).saturating_add(1),
                 source: format!("the event store returned an event of {found_type}/{found_id}")
@@ -132,7 +132,7 @@ impl Backend for StorePair {
         let version = self
             .events
             .append(
-                aggregate_id,
+                &aggregate_id,
                 &aggregate_type,
                 expected_version,
                 events.into_owned(),

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use snap_core::{
-    Aggregate, AggregateRoot, Backend, Commit, DynBackend, DynEventStore, DynSnapshotStore,
-    MigrationChain, SerdeCodec, Snapshot, SnapshotError, SnapshotWrite, StateCodec, share_backend,
+    Aggregate, AggregateId, AggregateRoot, Backend, Commit, DynBackend, DynEventStore,
+    DynSnapshotStore, MigrationChain, SerdeCodec, Snapshot, SnapshotError, SnapshotWrite,
+    StateCodec, share_backend,
 };
 use snap_strategy::{
     BackgroundConfig, BackgroundSnapshotter, ReplayCost, Scheduled, SnapshotContext, SnapshotMode,
     SnapshotPolicy, SnapshotStrategy, Threshold,
 };
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::error::{BuildError, RepositoryError};
 use crate::stats::{Counters, FallbackReason, RepositoryStats};
@@ -273,31 +273,38 @@ pub enum SnapshotCheck {
 
 impl<A: Aggregate> AggregateRepository<A> {
     /// A new aggregate at version 0, not stored until it is saved with events.
-    pub fn create_new(&self, id: Uuid) -> AggregateRoot<A> {
+    pub fn create_new(&self, id: impl Into<AggregateId>) -> AggregateRoot<A> {
         AggregateRoot::new(id)
     }
 
     /// The aggregate's current state: the latest snapshot plus the events after it, or a full
     /// replay. [`RepositoryError::AggregateNotFound`] if it has no events or is discarded.
-    pub async fn load(&self, id: Uuid) -> Result<AggregateRoot<A>, RepositoryError> {
-        Self::found(self.load_span(id, None).await?)
+    pub async fn load(
+        &self,
+        id: impl Into<AggregateId>,
+    ) -> Result<AggregateRoot<A>, RepositoryError> {
+        Self::found(self.load_span(&id.into(), None).await?)
     }
 
     /// The aggregate as it was at `version`: the nearest retained snapshot at or below it plus
     /// the events up to `version`. A version past the head gives the current state.
     pub async fn load_at(
         &self,
-        id: Uuid,
+        id: impl Into<AggregateId>,
         version: u64,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
-        Self::found(self.load_span(id, Some(version)).await?)
+        Self::found(self.load_span(&id.into(), Some(version)).await?)
     }
 
     /// The aggregate's state at `version` and the version it reflects (lower than asked when
     /// the stream is shorter): [`load_at`](Self::load_at) for callers that want the state
     /// alone, e.g. to answer "what was the balance at version 150?" through the nearest
     /// retained snapshot instead of a replay from the start.
-    pub async fn capture_state(&self, id: Uuid, version: u64) -> Result<(A, u64), RepositoryError> {
+    pub async fn capture_state(
+        &self,
+        id: impl Into<AggregateId>,
+        version: u64,
+    ) -> Result<(A, u64), RepositoryError> {
         let root = self.load_at(id, version).await?;
         let at = root.version();
         Ok((root.into_state(), at))
@@ -308,7 +315,7 @@ impl<A: Aggregate> AggregateRepository<A> {
     fn found(root: AggregateRoot<A>) -> Result<AggregateRoot<A>, RepositoryError> {
         if root.version() == 0 || root.state().is_discarded() {
             return Err(RepositoryError::AggregateNotFound {
-                aggregate_id: root.id(),
+                aggregate_id: root.id().clone(),
                 aggregate_type: A::TYPE.to_owned(),
             });
         }
@@ -358,11 +365,11 @@ impl<A: Aggregate> AggregateRepository<A> {
         if root.uncommitted().is_empty() {
             return Ok(root.version());
         }
-        let id = root.id();
+        let id = root.id().clone();
         let events = root
             .new_events()
             .map_err(|source| RepositoryError::Serialization {
-                aggregate_id: id,
+                aggregate_id: id.clone(),
                 aggregate_type: A::TYPE.to_owned(),
                 source,
             })?;
@@ -528,14 +535,14 @@ impl<A: Aggregate> AggregateRepository<A> {
             let page = self
                 .inner
                 .events
-                .list_aggregate_ids(A::TYPE, after, page_size.max(1))
+                .list_aggregate_ids(A::TYPE, after.as_ref(), page_size.max(1))
                 .await?;
-            let Some(last) = page.last().copied() else {
+            let Some(last) = page.last().cloned() else {
                 return Ok(report);
             };
             for id in page {
                 report.aggregates += 1;
-                let root = self.full_replay(id, None).await?;
+                let root = self.full_replay(&id, None).await?;
                 if root.version() == 0 || root.state().is_discarded() {
                     report.skipped += 1;
                     continue;

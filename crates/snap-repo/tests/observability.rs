@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use serde::{Deserialize, Serialize};
-use snap_core::Aggregate;
+use snap_core::{Aggregate, AggregateId};
 use snap_memory::{InMemoryEventStore, InMemorySnapshotStore};
 use snap_repo::{AggregateRepository, StorePair};
 use snap_strategy::Threshold;
@@ -134,7 +134,7 @@ fn loads_and_saves_are_traced_and_counted() {
     let totals = Arc::new(Totals::default());
     let subscriber = tracing_subscriber::registry().with(Capture(Arc::clone(&spans)));
     let recorder = TestRecorder(Arc::clone(&totals));
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     tracing::subscriber::with_default(subscriber, || {
         metrics::with_local_recorder(&recorder, || {
             tokio::runtime::Builder::new_current_thread()

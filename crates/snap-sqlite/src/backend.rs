@@ -49,7 +49,7 @@ fn text(value: rusqlite::types::ValueRef<'_>) -> Result<String, BoxError> {
 /// The error of an event row of `range` that could not be read.
 fn unreadable(range: &Range, row: &Row<'_>, source: BoxError) -> EventStoreError {
     EventStoreError::Deserialization {
-        aggregate_id: range.aggregate_id,
+        aggregate_id: range.aggregate_id.clone(),
         aggregate_type: range.aggregate_type.clone(),
         version: row
             .get_ref(0)
@@ -99,7 +99,7 @@ fn first_page(
         None => current_version(
             connection,
             &range.aggregate_type,
-            &range.aggregate_id.hyphenated().to_string(),
+            &range.aggregate_id.text(),
         )
         .map_err(|e| sqlite_error(e, "load: read head"))?,
     };
@@ -160,7 +160,7 @@ fn load_in_place(
         let found = query_one(
             &tx,
             GET_AT,
-            range.aggregate_id,
+            &range.aggregate_id,
             range.aggregate_type.clone(),
             range.to,
         );
@@ -191,7 +191,7 @@ fn load_in_place(
         let mut rows = statement
             .query(rusqlite::params![
                 range.aggregate_type,
-                range.aggregate_id.hyphenated().to_string(),
+                &*range.aggregate_id.text(),
                 range.from,
                 range.to,
                 -1_i64
@@ -208,12 +208,8 @@ fn load_in_place(
     if let Some(version) = last {
         return Ok(Loaded::new(version));
     }
-    let head = current_version(
-        &tx,
-        &range.aggregate_type,
-        &range.aggregate_id.hyphenated().to_string(),
-    )
-    .map_err(|e| sqlite_error(e, "load: read head"))?;
+    let head = current_version(&tx, &range.aggregate_type, &range.aggregate_id.text())
+        .map_err(|e| sqlite_error(e, "load: read head"))?;
     Ok(Loaded::at_head(head, u64::try_from(range.to).ok()))
 }
 
@@ -236,7 +232,7 @@ impl Backend for SqliteDatabase {
         let through = request.through_snapshot;
         let up_to = request.up_to;
         let mut range = Range {
-            aggregate_id: request.aggregate_id,
+            aggregate_id: request.aggregate_id.clone(),
             aggregate_type: request.aggregate_type.to_owned(),
             from: 0,
             to: version_to_sql(up_to.unwrap_or(u64::MAX)),
@@ -264,7 +260,7 @@ impl Backend for SqliteDatabase {
                     query_one(
                         &tx,
                         GET_AT,
-                        range.aggregate_id,
+                        &range.aggregate_id,
                         range.aggregate_type.clone(),
                         range.to,
                     )
@@ -326,7 +322,7 @@ impl Backend for SqliteDatabase {
 
     async fn commit(&self, commit: Commit<'_>) -> Result<Committed, EventStoreError> {
         let append = Append::new(
-            commit.aggregate_id,
+            &commit.aggregate_id,
             &commit.aggregate_type,
             commit.expected_version,
             &commit.events,

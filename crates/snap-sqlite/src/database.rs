@@ -26,6 +26,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_lean_snapshot_indexes.sql",
         include_str!("../../../migrations/sqlite/0002_lean_snapshot_indexes.sql"),
     ),
+    (
+        "0003_string_ids_and_updated_at.sql",
+        include_str!("../../../migrations/sqlite/0003_string_ids_and_updated_at.sql"),
+    ),
 ];
 
 /// How durable a commit is: SQLite's `synchronous` setting in WAL mode.

@@ -2,14 +2,15 @@ use std::ops::ControlFlow;
 
 use rusqlite::{Connection, ErrorCode, Row, TransactionBehavior, params};
 use snap_core::{
-    BoxError, EventStore, EventStoreError, NewEvent, RecordedEvent, async_trait, now, validate,
+    AggregateId, BoxError, EventStore, EventStoreError, NewEvent, RecordedEvent, async_trait, now,
+    validate,
 };
 use uuid::Uuid;
 
 use crate::SqliteDatabase;
 use crate::codec::{
-    json_from_sql, json_to_sql, text_from_sql, timestamp_from_sql, timestamp_to_sql, uuid_from_sql,
-    version_from_sql, version_to_sql,
+    id_from_sql, json_from_sql, json_to_sql, text_from_sql, timestamp_from_sql, timestamp_to_sql,
+    uuid_from_sql, version_from_sql, version_to_sql,
 };
 use crate::error::sqlite_error;
 
@@ -78,7 +79,7 @@ pub(crate) const LOAD: &str =
 /// The events a load reads: `from < version <= to` of one stream.
 #[derive(Debug, Clone)]
 pub(crate) struct Range {
-    pub(crate) aggregate_id: Uuid,
+    pub(crate) aggregate_id: AggregateId,
     pub(crate) aggregate_type: String,
     pub(crate) from: i64,
     pub(crate) to: i64,
@@ -104,7 +105,7 @@ impl Range {
         let mut rows = statement
             .query(params![
                 self.aggregate_type,
-                self.aggregate_id.hyphenated().to_string(),
+                &*self.aggregate_id.text(),
                 self.from,
                 self.to,
                 limit
@@ -198,7 +199,7 @@ struct EncodedEvent {
 
 /// An append, checked and encoded on the async side, to run inside a write transaction.
 pub(crate) struct Append {
-    aggregate_id: Uuid,
+    aggregate_id: AggregateId,
     aggregate_type: String,
     expected_version: u64,
     events: Vec<EncodedEvent>,
@@ -208,14 +209,14 @@ pub(crate) struct Append {
 impl Append {
     /// Checks the input and renders the events' JSON.
     pub(crate) fn new(
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<Self, EventStoreError> {
         validate::append(aggregate_type, expected_version, events)?;
         Ok(Self {
-            aggregate_id,
+            aggregate_id: aggregate_id.clone(),
             aggregate_type: aggregate_type.to_owned(),
             expected_version,
             events: events
@@ -235,14 +236,15 @@ impl Append {
     /// lock (IMMEDIATE), so no other writer can slip in between the check and the inserts; the
     /// primary key is the backstop. Returns the stream's new version.
     pub(crate) fn insert(&self, tx: &Connection) -> Result<u64, EventStoreError> {
-        let id = self.aggregate_id.hyphenated().to_string();
+        let id = self.aggregate_id.text();
+        let id = &*id;
         let conflict = |actual| EventStoreError::Concurrency {
-            aggregate_id: self.aggregate_id,
+            aggregate_id: self.aggregate_id.clone(),
             aggregate_type: self.aggregate_type.clone(),
             expected: self.expected_version,
             actual,
         };
-        let current = current_version(tx, &self.aggregate_type, &id)
+        let current = current_version(tx, &self.aggregate_type, id)
             .map_err(|e| sqlite_error(e, "append: read version"))?;
         if current != self.expected_version {
             return Err(conflict(current));
@@ -279,7 +281,7 @@ impl Append {
 
 /// A row as a [`RecordedEvent`], its JSON parsed.
 fn recorded(range: &Range, row: &Row<'_>) -> Result<RecordedEvent, EventStoreError> {
-    let (id, aggregate_type) = (range.aggregate_id, range.aggregate_type.as_str());
+    let (id, aggregate_type) = (&range.aggregate_id, range.aggregate_type.as_str());
     let version = row
         .get_ref(0)
         .ok()
@@ -293,7 +295,7 @@ fn recorded(range: &Range, row: &Row<'_>) -> Result<RecordedEvent, EventStoreErr
         .with_metadata(json_from_sql(row.get_ref(4)?)?)
         .with_event_id(uuid_from_sql(row.get_ref(1)?)?);
         Ok(RecordedEvent::new(
-            id,
+            id.clone(),
             aggregate_type,
             version_from_sql(row.get_ref(0)?)?,
             event,
@@ -301,7 +303,7 @@ fn recorded(range: &Range, row: &Row<'_>) -> Result<RecordedEvent, EventStoreErr
         ))
     })();
     decoded.map_err(|source| EventStoreError::Deserialization {
-        aggregate_id: id,
+        aggregate_id: id.clone(),
         aggregate_type: aggregate_type.to_owned(),
         version,
         source,
@@ -312,7 +314,7 @@ fn recorded(range: &Range, row: &Row<'_>) -> Result<RecordedEvent, EventStoreErr
 impl EventStore for SqliteEventStore {
     async fn append(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         expected_version: u64,
         events: Vec<NewEvent>,
@@ -331,7 +333,7 @@ impl EventStore for SqliteEventStore {
 
     async fn load(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         from_version: u64,
         to_version: Option<u64>,
@@ -342,7 +344,7 @@ impl EventStore for SqliteEventStore {
 
     async fn load_batches(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         from_version: u64,
         to_version: Option<u64>,
@@ -350,7 +352,7 @@ impl EventStore for SqliteEventStore {
     ) -> Result<(), EventStoreError> {
         validate::aggregate_type(aggregate_type)?;
         let range = Range {
-            aggregate_id,
+            aggregate_id: aggregate_id.clone(),
             aggregate_type: aggregate_type.to_owned(),
             from: version_to_sql(from_version),
             to: version_to_sql(to_version.unwrap_or(u64::MAX)),
@@ -387,18 +389,15 @@ impl EventStore for SqliteEventStore {
     }
     async fn current_version(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<u64, EventStoreError> {
         validate::aggregate_type(aggregate_type)?;
         let aggregate_type = aggregate_type.to_owned();
+        let aggregate_id = aggregate_id.clone();
         self.run(move |connection| {
-            current_version(
-                connection,
-                &aggregate_type,
-                &aggregate_id.hyphenated().to_string(),
-            )
-            .map_err(|e| sqlite_error(e, "current_version").into())
+            current_version(connection, &aggregate_type, &aggregate_id.text())
+                .map_err(|e| sqlite_error(e, "current_version").into())
         })
         .await
     }
@@ -406,15 +405,13 @@ impl EventStore for SqliteEventStore {
     async fn list_aggregate_ids(
         &self,
         aggregate_type: &str,
-        after: Option<Uuid>,
+        after: Option<&AggregateId>,
         limit: usize,
-    ) -> Result<Vec<Uuid>, EventStoreError> {
+    ) -> Result<Vec<AggregateId>, EventStoreError> {
         validate::aggregate_type(aggregate_type)?;
         let aggregate_type = aggregate_type.to_owned();
-        // Hyphenated lower-case text sorts like the UUID's bytes; "" sorts before every id.
-        let after = after
-            .map(|id| id.hyphenated().to_string())
-            .unwrap_or_default();
+        // Ids sort by their text; "" sorts before every id.
+        let after = after.map(ToString::to_string).unwrap_or_default();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run(move |connection| {
             let mut statement = connection
@@ -432,13 +429,7 @@ impl EventStore for SqliteEventStore {
             let mut ids = Vec::new();
             for row in rows {
                 let text = row.map_err(|e| sqlite_error(e, "list_aggregate_ids"))?;
-                let id = Uuid::try_parse(&text).map_err(|e| {
-                    EventStoreError::from(
-                        snap_core::BackendError::new("sqlite", e)
-                            .context(format!("stored aggregate id {text:?} is not a UUID")),
-                    )
-                })?;
-                ids.push(id);
+                ids.push(id_from_sql(text)?);
             }
             Ok(ids)
         })

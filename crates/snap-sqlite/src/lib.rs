@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use snap_core::{EventStore, NewEvent, Snapshot, SnapshotStore};
+//! use snap_core::{AggregateId, EventStore, NewEvent, Snapshot, SnapshotStore};
 //! use snap_sqlite::SqliteDatabase;
 //! use uuid::Uuid;
 //!
@@ -18,10 +18,10 @@
 //! let database = SqliteDatabase::open(dir.join("app.db")).await?;
 //! let (events, snapshots) = (database.event_store(), database.snapshot_store());
 //!
-//! let id = Uuid::new_v4();
-//! events.append(id, "Account", 0, vec![NewEvent::new("Opened", json!({"owner": "Ada"}))]).await?;
-//! snapshots.save_snapshot(&Snapshot::new(id, "Account", 1, json!({"owner": "Ada"}), 1)).await?;
-//! assert_eq!(snapshots.get_snapshot(id, "Account").await?.map(|s| s.version), Some(1));
+//! let id = AggregateId::parse("acc-1")?; // or AggregateId::from(Uuid::new_v4())
+//! events.append(&id, "Account", 0, vec![NewEvent::new("Opened", json!({"owner": "Ada"}))]).await?;
+//! snapshots.save_snapshot(&Snapshot::new(&id, "Account", 1, json!({"owner": "Ada"}), 1)).await?;
+//! assert_eq!(snapshots.get_snapshot(&id, "Account").await?.map(|s| s.version), Some(1));
 //! # std::fs::remove_dir_all(dir)?;
 //! # Ok(()) }
 //! ```

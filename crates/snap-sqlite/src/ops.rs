@@ -5,7 +5,6 @@ use rusqlite::params;
 use snap_core::{
     BackendError, SnapshotAdmin, SnapshotLag, SnapshotTypeStats, async_trait, validate,
 };
-use uuid::Uuid;
 
 use crate::SqliteDatabase;
 use crate::codec::{schema_from_sql, timestamp_from_sql, version_from_sql};
@@ -71,7 +70,7 @@ impl SnapshotAdmin for SqliteDatabase {
             let mut statement = connection
                 .prepare_cached(
                     "SELECT aggregate_type, schema_version, count(*), sum(length(CAST(state AS BLOB))),
-                            max(length(CAST(state AS BLOB))), min(created_at), max(created_at)
+                            max(length(CAST(state AS BLOB))), min(updated_at), max(updated_at)
                      FROM snapshots WHERE ?1 IS NULL OR aggregate_type = ?1
                      GROUP BY aggregate_type, schema_version
                      ORDER BY aggregate_type, schema_version",
@@ -120,7 +119,7 @@ impl SnapshotAdmin for SqliteDatabase {
                 let id: String = row.get(1).map_err(decode_error)?;
                 lag.push(SnapshotLag::new(
                     row.get(0).map_err(decode_error)?,
-                    Uuid::try_parse(&id).map_err(decode_error)?,
+                    crate::codec::id_from_sql(id)?,
                     version_from_sql(row.get_ref(2).map_err(decode_error)?)
                         .map_err(decode_error)?,
                     u64::try_from(row.get::<_, i64>(3).map_err(decode_error)?).unwrap_or(0),

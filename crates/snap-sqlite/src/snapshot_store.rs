@@ -1,8 +1,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use snap_core::{
-    BoxError, Snapshot, SnapshotError, SnapshotStore, async_trait, normalize_timestamp, validate,
+    AggregateId, BoxError, Snapshot, SnapshotError, SnapshotStore, async_trait,
+    normalize_timestamp, validate,
 };
-use uuid::Uuid;
 
 use crate::SqliteDatabase;
 use crate::codec::{
@@ -11,7 +11,8 @@ use crate::codec::{
 };
 use crate::error::sqlite_error;
 
-pub(crate) const GET_AT: &str = "SELECT version, schema_version, state, created_at FROM snapshots
+pub(crate) const GET_AT: &str =
+    "SELECT version, schema_version, state, created_at, updated_at FROM snapshots
      WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version <= ?3
      ORDER BY version DESC LIMIT 1";
 
@@ -53,18 +54,19 @@ impl SqliteSnapshotStore {
     /// The highest retained snapshot at or below `max_version`.
     async fn get_at(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         max_version: u64,
     ) -> Result<Option<Snapshot>, SnapshotError> {
         validate::aggregate_type(aggregate_type)?;
         let aggregate_type = aggregate_type.to_owned();
+        let aggregate_id = aggregate_id.clone();
         let max_version = version_to_sql(max_version);
         self.run(move |connection| {
             query_one(
                 connection,
                 GET_AT,
-                aggregate_id,
+                &aggregate_id,
                 aggregate_type,
                 max_version,
             )
@@ -94,6 +96,7 @@ pub(crate) struct SnapshotWrite {
     schema_version: i64,
     state: String,
     created_at: i64,
+    updated_at: i64,
     keep: i64,
 }
 
@@ -103,11 +106,12 @@ impl SnapshotWrite {
         validate::snapshot(snapshot)?;
         Ok(Self {
             aggregate_type: snapshot.aggregate_type.clone(),
-            id: snapshot.aggregate_id.hyphenated().to_string(),
+            id: snapshot.aggregate_id.to_string(),
             version: version_to_sql(snapshot.version),
             schema_version: i64::from(snapshot.schema_version),
             state: json_to_sql(&snapshot.state),
             created_at: timestamp_to_sql(normalize_timestamp(snapshot.created_at)),
+            updated_at: timestamp_to_sql(normalize_timestamp(snapshot.updated_at)),
             keep: i64::try_from(keep).unwrap_or(i64::MAX),
         })
     }
@@ -117,12 +121,13 @@ impl SnapshotWrite {
     pub(crate) fn upsert(&self, tx: &Connection) -> Result<(), (rusqlite::Error, &'static str)> {
         // The usual case when only the latest is kept: the stored snapshot is older, and its
         // row is rewritten in place (one row and the indexes on the changed columns) rather
-        // than a new row inserted and the old one deleted (every index twice).
+        // than a new row inserted and the old one deleted (every index twice). The row keeps
+        // its `created_at`: when the aggregate was first snapshotted.
         let replaced = self.keep == 1
             && tx
                 .prepare_cached(
                     "UPDATE snapshots
-                     SET version = ?3, schema_version = ?4, state = ?5, created_at = ?6
+                     SET version = ?3, schema_version = ?4, state = ?5, updated_at = ?7
                      WHERE rowid = (SELECT rowid FROM snapshots
                                     WHERE aggregate_type = ?1 AND aggregate_id = ?2
                                     ORDER BY version DESC LIMIT 1)
@@ -146,7 +151,7 @@ impl SnapshotWrite {
         Ok(())
     }
 
-    fn params(&self) -> [&dyn rusqlite::ToSql; 6] {
+    fn params(&self) -> [&dyn rusqlite::ToSql; 7] {
         [
             &self.aggregate_type,
             &self.id,
@@ -154,20 +159,27 @@ impl SnapshotWrite {
             &self.schema_version,
             &self.state,
             &self.created_at,
+            &self.updated_at,
         ]
     }
 
     /// Inserts the snapshot unless a higher version is stored; the same version is replaced.
+    /// The new row takes the `created_at` of the aggregate's latest snapshot, if any.
     fn insert(&self, tx: &Connection) -> Result<(), (rusqlite::Error, &'static str)> {
         tx.prepare_cached(
-            "INSERT INTO snapshots (aggregate_type, aggregate_id, version, schema_version, state, created_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6
+            "INSERT INTO snapshots
+                 (aggregate_type, aggregate_id, version, schema_version, state, created_at, updated_at)
+             SELECT ?1, ?2, ?3, ?4, ?5,
+                    COALESCE((SELECT created_at FROM snapshots
+                              WHERE aggregate_type = ?1 AND aggregate_id = ?2
+                              ORDER BY version DESC LIMIT 1), ?6),
+                    ?7
              WHERE NOT EXISTS (SELECT 1 FROM snapshots
                                WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version > ?3)
              ON CONFLICT (aggregate_type, aggregate_id, version) DO UPDATE SET
                  schema_version = excluded.schema_version,
                  state = excluded.state,
-                 created_at = excluded.created_at",
+                 updated_at = excluded.updated_at",
         )
         .and_then(|mut s| s.execute(self.params()))
         .map_err(|e| (e, "save_snapshot"))?;
@@ -175,43 +187,48 @@ impl SnapshotWrite {
     }
 }
 
-fn decode(id: Uuid, aggregate_type: String, row: &Row<'_>) -> Result<Snapshot, SnapshotError> {
+fn decode(
+    id: &AggregateId,
+    aggregate_type: String,
+    row: &Row<'_>,
+) -> Result<Snapshot, SnapshotError> {
     let fields = (|| -> Result<_, BoxError> {
         Ok((
             version_from_sql(row.get_ref(0)?)?,
             schema_from_sql(row.get_ref(1)?)?,
             object_from_sql(row.get_ref(2)?)?,
             timestamp_from_sql(row.get_ref(3)?)?,
+            timestamp_from_sql(row.get_ref(4)?)?,
         ))
     })();
     match fields {
-        Ok((version, schema_version, state, created_at)) => {
+        Ok((version, schema_version, state, created_at, updated_at)) => {
             Ok(
-                Snapshot::new(id, aggregate_type, version, state, schema_version)
-                    .with_created_at(created_at),
+                Snapshot::new(id.clone(), aggregate_type, version, state, schema_version)
+                    .with_created_at(created_at)
+                    .with_updated_at(updated_at),
             )
         }
-        Err(source) => Err(SnapshotError::deserialization(id, aggregate_type, source)),
+        Err(source) => Err(SnapshotError::deserialization(
+            id.clone(),
+            aggregate_type,
+            source,
+        )),
     }
 }
 
 pub(crate) fn query_one(
     connection: &Connection,
     sql: &str,
-    id: Uuid,
+    id: &AggregateId,
     aggregate_type: String,
     max_version: i64,
 ) -> Result<Option<Snapshot>, SnapshotError> {
     let mut statement = connection
         .prepare_cached(sql)
         .map_err(|e| sqlite_error(e, "prepare get_snapshot"))?;
-    let mut id_text = Uuid::encode_buffer();
     let mut rows = statement
-        .query(params![
-            aggregate_type,
-            &*id.hyphenated().encode_lower(&mut id_text),
-            max_version
-        ])
+        .query(params![aggregate_type, &*id.text(), max_version])
         .map_err(|e| sqlite_error(e, "get_snapshot"))?;
     match rows.next().map_err(|e| sqlite_error(e, "get_snapshot"))? {
         Some(row) => decode(id, aggregate_type, row).map(Some),
@@ -240,7 +257,7 @@ impl SnapshotStore for SqliteSnapshotStore {
 
     async fn get_snapshot(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<Option<Snapshot>, SnapshotError> {
         self.get_at(aggregate_id, aggregate_type, u64::MAX).await
@@ -248,7 +265,7 @@ impl SnapshotStore for SqliteSnapshotStore {
 
     async fn get_snapshot_at(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         max_version: u64,
     ) -> Result<Option<Snapshot>, SnapshotError> {
@@ -257,22 +274,18 @@ impl SnapshotStore for SqliteSnapshotStore {
 
     async fn delete_snapshot(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<bool, SnapshotError> {
         validate::aggregate_type(aggregate_type)?;
         let aggregate_type = aggregate_type.to_owned();
+        let aggregate_id = aggregate_id.to_string();
         self.run(move |connection| {
             connection
                 .prepare_cached(
                     "DELETE FROM snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2",
                 )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        aggregate_type,
-                        aggregate_id.hyphenated().to_string()
-                    ])
-                })
+                .and_then(|mut s| s.execute(params![aggregate_type, aggregate_id]))
                 .map(|deleted| deleted > 0)
                 .map_err(|e| sqlite_error(e, "delete_snapshot").into())
         })
@@ -281,18 +294,19 @@ impl SnapshotStore for SqliteSnapshotStore {
 
     async fn snapshot_exists(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<bool, SnapshotError> {
         validate::aggregate_type(aggregate_type)?;
         let aggregate_type = aggregate_type.to_owned();
+        let aggregate_id = aggregate_id.to_string();
         self.run(move |connection| {
             connection
                 .prepare_cached(
                     "SELECT 1 FROM snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2 LIMIT 1",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![aggregate_type, aggregate_id.hyphenated().to_string()], |_| Ok(()))
+                    s.query_row(params![aggregate_type, aggregate_id], |_| Ok(()))
                         .optional()
                 })
                 .map(|found| found.is_some())

@@ -162,7 +162,7 @@ async fn verify(path: &std::path::Path, reported: &BTreeMap<Uuid, u64>) {
         .unwrap();
     for n in 0..AGGREGATES {
         let id = aggregate(n);
-        let head = events.current_version(id, "Account").await.unwrap();
+        let head = events.current_version(&id.into(), "Account").await.unwrap();
         if let Some(&committed) = reported.get(&id) {
             assert!(
                 head >= committed,
@@ -172,7 +172,7 @@ async fn verify(path: &std::path::Path, reported: &BTreeMap<Uuid, u64>) {
         if head == 0 {
             continue;
         }
-        let stored = events.load(id, "Account", 0, None).await.unwrap();
+        let stored = events.load(&id.into(), "Account", 0, None).await.unwrap();
         let versions: Vec<u64> = stored.iter().map(|e| e.version).collect();
         assert_eq!(versions, (1..=head).collect::<Vec<_>>(), "{id}: a gap");
         // Every batch of deposits of one amount is whole.

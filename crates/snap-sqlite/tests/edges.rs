@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use snap_core::{EventStore, NewEvent, Snapshot, SnapshotStore};
+use snap_core::{AggregateId, EventStore, NewEvent, Snapshot, SnapshotStore};
 use snap_sqlite::{SqliteDatabase, SqliteEventStore, SqliteOptions, SqliteSnapshotStore};
 use uuid::Uuid;
 
@@ -17,7 +17,7 @@ fn temp_file(name: &str) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_path_is_one_in_memory_database_per_handle() {
     let snapshots = SqliteSnapshotStore::open(":memory:").await.unwrap();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     snapshots
         .save_snapshot(&Snapshot::new(id, "Account", 3, json!({"n": 3}), 1))
         .await
@@ -25,8 +25,8 @@ async fn memory_path_is_one_in_memory_database_per_handle() {
     // More concurrent reads than pooled connections: every connection sees the one database.
     let reads: Vec<_> = (0..8)
         .map(|_| {
-            let snapshots = snapshots.clone();
-            tokio::spawn(async move { snapshots.get_snapshot(id, "Account").await })
+            let (snapshots, id) = (snapshots.clone(), id.clone());
+            tokio::spawn(async move { snapshots.get_snapshot(&id, "Account").await })
         })
         .collect();
     for read in reads {
@@ -68,7 +68,7 @@ fn a_streamed_load_completes_on_another_executor() {
     let path = temp_file("executor.db");
     futures_executor::block_on(async {
         let store = SqliteEventStore::open(&path).await.unwrap();
-        let id = Uuid::new_v4();
+        let id = &AggregateId::from(Uuid::new_v4());
         let mut version = 0;
         while version < EVENTS {
             let batch: Vec<NewEvent> = (version + 1..=(version + 1_000).min(EVENTS))
@@ -114,7 +114,7 @@ async fn snapshot_timeout_bounds_a_sync_save_on_a_locked_snapshot_database() {
     let holder = rusqlite::Connection::open(&snapshots_path).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
 
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     let mut root = repo.create_new(id);
     root.record(AccountEvent::Opened {
         owner: "ada".into(),
@@ -167,7 +167,7 @@ async fn a_snapshot_that_fails_inside_the_commit_keeps_the_events() {
         .mode(SnapshotMode::Sync)
         .build()
         .unwrap();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     let mut root = repo.create_new(id);
     root.record(AccountEvent::Opened {
         owner: "ada".into(),

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::json;
-use snap_core::{EventStore, EventStoreError, NewEvent, Snapshot, SnapshotError, SnapshotStore};
+use snap_core::{
+    AggregateId, EventStore, EventStoreError, NewEvent, Snapshot, SnapshotError, SnapshotStore,
+};
 use snap_sqlite::{Durability, MIGRATIONS, SqliteDatabase, SqliteOptions};
 use uuid::Uuid;
 
@@ -43,18 +45,18 @@ fn events(n: u64, tag: &str) -> Vec<NewEvent> {
 async fn a_file_survives_reopening() {
     let dir = TempDir::new();
     let path = dir.file("app.db");
-    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    let ids: Vec<AggregateId> = (0..5).map(|_| AggregateId::from(Uuid::new_v4())).collect();
     let mut saved = Vec::new();
     {
         let database = SqliteDatabase::open(&path).await.unwrap();
         let (snapshots, event_store) = (database.snapshot_store(), database.event_store());
         for (n, id) in (1..).zip(&ids) {
             event_store
-                .append(*id, "Account", 0, events(n, "before"))
+                .append(id, "Account", 0, events(n, "before"))
                 .await
                 .unwrap();
             let snapshot =
-                Snapshot::new(*id, "Account", n, json!({"n": n, "text": "ünïcode 🦀"}), 2);
+                Snapshot::new(id, "Account", n, json!({"n": n, "text": "ünïcode 🦀"}), 2);
             snapshots.save_snapshot(&snapshot).await.unwrap();
             saved.push(snapshot);
         }
@@ -69,13 +71,13 @@ async fn a_file_survives_reopening() {
     for ((n, id), snapshot) in (1..).zip(&ids).zip(&saved) {
         assert_eq!(
             snapshots
-                .get_snapshot(*id, "Account")
+                .get_snapshot(id, "Account")
                 .await
                 .unwrap()
                 .as_ref(),
             Some(snapshot)
         );
-        let loaded = event_store.load(*id, "Account", 0, None).await.unwrap();
+        let loaded = event_store.load(id, "Account", 0, None).await.unwrap();
         assert_eq!(loaded.len() as u64, n);
         assert!(loaded.iter().all(|e| e.payload["tag"] == "before"));
     }
@@ -91,7 +93,7 @@ async fn two_handles_on_one_file_see_each_others_writes() {
         .open()
         .await
         .unwrap();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     first
         .event_store()
         .append(id, "Account", 0, events(2, "first"))
@@ -140,13 +142,13 @@ async fn concurrent_appends_across_handles_have_one_winner() {
         SqliteDatabase::open(&path).await.unwrap().event_store(),
     ];
     let handles = Arc::new(handles);
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     let tasks: Vec<_> = (0..16)
         .map(|t| {
-            let handles = Arc::clone(&handles);
+            let (handles, id) = (Arc::clone(&handles), id.clone());
             tokio::spawn(async move {
                 handles[t % 2]
-                    .append(id, "Account", 0, events(3, &t.to_string()))
+                    .append(&id, "Account", 0, events(3, &t.to_string()))
                     .await
             })
         })
@@ -179,9 +181,9 @@ async fn a_corrupt_snapshot_row_is_a_typed_error() {
     let dir = TempDir::new();
     let path = dir.file("corrupt.db");
     let store = SqliteDatabase::open(&path).await.unwrap().snapshot_store();
-    let (bad_json, bad_timestamp, healthy) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    let wrong_shape = Uuid::new_v4();
-    for id in [bad_json, bad_timestamp, healthy, wrong_shape] {
+    let [bad_json, bad_timestamp, healthy, wrong_shape] =
+        [(); 4].map(|()| AggregateId::from(Uuid::new_v4()));
+    for id in [&bad_json, &bad_timestamp, &healthy, &wrong_shape] {
         store
             .save_snapshot(&Snapshot::new(id, "Order", 4, json!({"ok": true}), 1))
             .await
@@ -206,29 +208,29 @@ async fn a_corrupt_snapshot_row_is_a_typed_error() {
             [wrong_shape.to_string()],
         )
         .unwrap();
-    for id in [bad_json, bad_timestamp, wrong_shape] {
+    for id in [&bad_json, &bad_timestamp, &wrong_shape] {
         match store.get_snapshot(id, "Order").await {
             Err(SnapshotError::Deserialization {
                 aggregate_id,
                 aggregate_type,
                 ..
             }) => {
-                assert_eq!((aggregate_id, aggregate_type.as_str()), (id, "Order"));
+                assert_eq!((&aggregate_id, aggregate_type.as_str()), (id, "Order"));
             }
             other => panic!("expected a Deserialization error, got {other:?}"),
         }
     }
     assert!(
         store
-            .get_snapshot(healthy, "Order")
+            .get_snapshot(&healthy, "Order")
             .await
             .unwrap()
             .is_some(),
         "other rows still load"
     );
-    assert!(store.snapshot_exists(bad_json, "Order").await.unwrap());
+    assert!(store.snapshot_exists(&bad_json, "Order").await.unwrap());
     assert!(
-        store.delete_snapshot(bad_json, "Order").await.unwrap(),
+        store.delete_snapshot(&bad_json, "Order").await.unwrap(),
         "a corrupt row can be removed"
     );
 }
@@ -238,7 +240,7 @@ async fn a_corrupt_event_row_is_a_typed_error() {
     let dir = TempDir::new();
     let path = dir.file("corrupt-events.db");
     let store = SqliteDatabase::open(&path).await.unwrap().event_store();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     store.append(id, "Order", 0, events(3, "x")).await.unwrap();
     raw(&path)
         .execute(
@@ -251,7 +253,7 @@ async fn a_corrupt_event_row_is_a_typed_error() {
             aggregate_id,
             version,
             ..
-        }) => assert_eq!((aggregate_id, version), (id, 2)),
+        }) => assert_eq!((&aggregate_id, version), (id, 2)),
         other => panic!("expected a Deserialization error, got {other:?}"),
     }
     assert_eq!(
@@ -266,7 +268,7 @@ async fn a_corrupt_event_row_is_a_typed_error() {
 #[tokio::test]
 async fn works_on_a_current_thread_runtime() {
     let database = SqliteDatabase::open_in_memory().await.unwrap();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     database
         .event_store()
         .append(id, "Account", 0, events(4, "ct"))
@@ -299,7 +301,7 @@ async fn works_on_a_current_thread_runtime() {
 async fn in_memory_databases_are_private_and_shared_by_their_pool() {
     let one = SqliteDatabase::open_in_memory().await.unwrap();
     let two = SqliteDatabase::open_in_memory().await.unwrap();
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     let store = one.event_store();
     // More concurrent calls than pooled connections, so several connections serve the database.
     let tasks: Vec<_> = (0..8)
@@ -307,7 +309,7 @@ async fn in_memory_databases_are_private_and_shared_by_their_pool() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .append(Uuid::from_u128(t), "Account", 0, events(1, "m"))
+                    .append(&Uuid::from_u128(t).into(), "Account", 0, events(1, "m"))
                     .await
             })
         })
@@ -318,7 +320,7 @@ async fn in_memory_databases_are_private_and_shared_by_their_pool() {
     for t in 0..8 {
         assert_eq!(
             store
-                .current_version(Uuid::from_u128(t), "Account")
+                .current_version(&Uuid::from_u128(t).into(), "Account")
                 .await
                 .unwrap(),
             1
@@ -326,7 +328,7 @@ async fn in_memory_databases_are_private_and_shared_by_their_pool() {
     }
     assert_eq!(
         two.event_store()
-            .current_version(Uuid::from_u128(0), "Account")
+            .current_version(&Uuid::from_u128(0).into(), "Account")
             .await
             .unwrap(),
         0
@@ -369,7 +371,7 @@ async fn a_closed_database_fails_with_a_backend_error() {
     database.close();
     let result = database
         .snapshot_store()
-        .get_snapshot(Uuid::new_v4(), "Account")
+        .get_snapshot(&Uuid::new_v4().into(), "Account")
         .await;
     assert!(
         matches!(result, Err(SnapshotError::Backend(_))),

@@ -1,6 +1,7 @@
-//! A database written at schema version 1 moves to the latest schema with nothing lost: rows
-//! written as version 1 laid them out, by plain SQL, read back through the stores after the
-//! migration, and the stores write to it afterwards.
+//! A database written at each older schema version (1, and 2 of the release before string ids)
+//! moves to the latest schema with nothing lost: rows written as that version laid them out,
+//! by plain SQL, read back through the stores after the migration, and the stores write to it
+//! afterwards, string ids included.
 
 use snap_sqlite::{MIGRATIONS, SqliteDatabase, SqliteOptions};
 use snap_testkit::upgrade;
@@ -19,24 +20,36 @@ fn index_names(connection: &rusqlite::Connection) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing() {
+async fn a_populated_database_at_each_older_schema_migrates_to_the_latest_and_loses_nothing() {
+    for start in [1, 2] {
+        upgrade_from(start).await;
+    }
+}
+
+async fn upgrade_from(start: u32) {
     let dir = std::env::temp_dir().join(format!("snap-sqlite-upgrade-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("the upgrade step");
     let path = dir.join("v1.db");
     let database = SqliteOptions::file(&path)
         .migrate(false)
         .open()
         .await
-        .unwrap();
-    database.migrate_to(1).await.unwrap();
-    assert_eq!(database.schema_version().await.unwrap(), 1);
+        .expect("the upgrade step");
+    database.migrate_to(start).await.expect("the upgrade step");
+    assert_eq!(
+        database.schema_version().await.expect("the upgrade step"),
+        start
+    );
     database.close();
 
-    // Rows as version 1 wrote them: hyphenated ids, JSON text, microsecond timestamps.
+    // Rows as versions 1 and 2 wrote them: hyphenated ids, JSON text, microsecond timestamps.
     let streams = [(Uuid::new_v4(), 3_i64), (Uuid::new_v4(), 5)];
     {
-        let connection = rusqlite::Connection::open(&path).unwrap();
-        assert!(index_names(&connection).contains(&"snapshots_created_at".to_owned()));
+        let connection = rusqlite::Connection::open(&path).expect("the upgrade step");
+        assert_eq!(
+            index_names(&connection).contains(&"snapshots_created_at".to_owned()),
+            start == 1
+        );
         for (id, n) in streams {
             for version in 1..=n {
                 connection
@@ -50,7 +63,7 @@ async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing
                             1_700_000_000_000_000_i64 + version,
                         ],
                     )
-                    .unwrap();
+                    .expect("the upgrade step");
             }
             connection
                 .execute(
@@ -61,14 +74,14 @@ async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing
                         upgrade::state(n).to_string()
                     ],
                 )
-                .unwrap();
+                .expect("the upgrade step");
         }
     }
 
-    let database = SqliteDatabase::open(&path).await.unwrap();
+    let database = SqliteDatabase::open(&path).await.expect("the upgrade step");
     assert_eq!(
-        database.schema_version().await.unwrap(),
-        u32::try_from(MIGRATIONS.len()).unwrap()
+        database.schema_version().await.expect("the upgrade step"),
+        u32::try_from(MIGRATIONS.len()).expect("the upgrade step")
     );
     upgrade::rows_read_back_and_take_writes(
         &database.event_store(),
@@ -77,7 +90,7 @@ async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing
     )
     .await;
     database.close();
-    let connection = rusqlite::Connection::open(&path).unwrap();
+    let connection = rusqlite::Connection::open(&path).expect("the upgrade step");
     assert!(!index_names(&connection).contains(&"snapshots_created_at".to_owned()));
     drop(connection);
     let _ = std::fs::remove_dir_all(&dir);
@@ -85,8 +98,10 @@ async fn a_version_1_database_with_data_migrates_to_the_latest_and_loses_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_to_refuses_an_unknown_version_and_never_goes_back() {
-    let database = SqliteDatabase::open_in_memory().await.unwrap();
-    let latest = u32::try_from(MIGRATIONS.len()).unwrap();
+    let database = SqliteDatabase::open_in_memory()
+        .await
+        .expect("the upgrade step");
+    let latest = u32::try_from(MIGRATIONS.len()).expect("the upgrade step");
     let error = database.migrate_to(latest + 1).await.unwrap_err();
     let source = std::error::Error::source(&error).map(ToString::to_string);
     assert!(
@@ -95,6 +110,9 @@ async fn migrate_to_refuses_an_unknown_version_and_never_goes_back() {
             .is_some_and(|s| s.contains("no schema version")),
         "{error}: {source:?}"
     );
-    database.migrate_to(1).await.unwrap();
-    assert_eq!(database.schema_version().await.unwrap(), latest);
+    database.migrate_to(1).await.expect("the upgrade step");
+    assert_eq!(
+        database.schema_version().await.expect("the upgrade step"),
+        latest
+    );
 }

@@ -6,9 +6,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use snap_core::{DynSnapshotStore, Snapshot};
+use snap_core::{AggregateId, DynSnapshotStore, Snapshot};
 use tokio::sync::Notify;
-use uuid::Uuid;
 
 /// Limits of a [`BackgroundSnapshotter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +73,7 @@ pub struct BackgroundStats {
     pub failed: u64,
 }
 
-type Key = (String, Uuid);
+type Key = (String, AggregateId);
 
 struct Job {
     snapshot: Snapshot,
@@ -190,7 +189,10 @@ impl BackgroundSnapshotter {
     /// Queues a snapshot for writing and returns at once.
     pub fn schedule(&self, snapshot: Snapshot) -> Scheduled {
         let counters = &self.shared.counters;
-        let key = (snapshot.aggregate_type.clone(), snapshot.aggregate_id);
+        let key = (
+            snapshot.aggregate_type.clone(),
+            snapshot.aggregate_id.clone(),
+        );
         let mut queue = self.shared.lock();
         if queue.closed {
             drop(queue);
@@ -290,11 +292,11 @@ impl BackgroundSnapshotter {
     /// succeeded since: the snapshot a caller noted when it scheduled that write does not
     /// exist. `None` when the last write succeeded, none was made, or too many aggregates
     /// failed to remember them all.
-    pub fn failed_write(&self, aggregate_type: &str, aggregate_id: Uuid) -> Option<u64> {
+    pub fn failed_write(&self, aggregate_type: &str, aggregate_id: &AggregateId) -> Option<u64> {
         self.shared
             .lock()
             .failed
-            .get(&(aggregate_type.to_owned(), aggregate_id))
+            .get(&(aggregate_type.to_owned(), aggregate_id.clone()))
             .copied()
     }
 

@@ -6,12 +6,13 @@
 //! Applications use these through the `snap-es` facade and its repository.
 //!
 //! ```
+//! use snap_core::AggregateId;
 //! use snap_strategy::{SnapshotContext, SnapshotStrategy, Threshold};
-//! use uuid::Uuid;
 //!
 //! let every_100 = Threshold(100);
 //! // A save from version 95 to 215 crosses 100 and 200: one snapshot, at 215.
-//! let save = SnapshotContext::new(Uuid::new_v4(), "Account", 95, 215);
+//! let id = AggregateId::parse("acc-1").unwrap();
+//! let save = SnapshotContext::new(&id, "Account", 95, 215);
 //! assert!(every_100.should_snapshot(&save));
 //! ```
 

@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use uuid::Uuid;
+use snap_core::AggregateId;
 
 /// An invalid strategy setting, reported when the repository is built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,7 +54,7 @@ impl ReplayCost {
 #[non_exhaustive]
 pub struct SnapshotContext<'a> {
     /// The aggregate.
-    pub aggregate_id: Uuid,
+    pub aggregate_id: &'a AggregateId,
     /// Its type.
     pub aggregate_type: &'a str,
     /// The version before the save.
@@ -72,7 +72,7 @@ impl<'a> SnapshotContext<'a> {
     /// A context for a save that moved `aggregate_type/aggregate_id` from `previous_version`
     /// to `version`.
     pub fn new(
-        aggregate_id: Uuid,
+        aggregate_id: &'a AggregateId,
         aggregate_type: &'a str,
         previous_version: u64,
         version: u64,
@@ -273,8 +273,11 @@ impl SnapshotStrategy for ReplayBudget {
 mod tests {
     use super::*;
 
+    static ID: std::sync::LazyLock<AggregateId> =
+        std::sync::LazyLock::new(|| AggregateId::from(uuid::Uuid::nil()));
+
     fn save(previous: u64, version: u64) -> SnapshotContext<'static> {
-        SnapshotContext::new(Uuid::nil(), "Account", previous, version)
+        SnapshotContext::new(&ID, "Account", previous, version)
     }
 
     #[test]

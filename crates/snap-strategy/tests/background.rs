@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use snap_core::{DynSnapshotStore, Snapshot, SnapshotError, SnapshotStore, async_trait};
+use snap_core::{
+    AggregateId, DynSnapshotStore, Snapshot, SnapshotError, SnapshotStore, async_trait,
+};
 use snap_memory::InMemorySnapshotStore;
 use snap_strategy::{BackgroundConfig, BackgroundSnapshotter, Scheduled};
 use uuid::Uuid;
@@ -27,21 +29,25 @@ impl SnapshotStore for SlowStore {
         }
         self.inner.save_snapshot(snapshot).await
     }
-    async fn get_snapshot(&self, id: Uuid, t: &str) -> Result<Option<Snapshot>, SnapshotError> {
+    async fn get_snapshot(
+        &self,
+        id: &AggregateId,
+        t: &str,
+    ) -> Result<Option<Snapshot>, SnapshotError> {
         self.inner.get_snapshot(id, t).await
     }
     async fn get_snapshot_at(
         &self,
-        id: Uuid,
+        id: &AggregateId,
         t: &str,
         max: u64,
     ) -> Result<Option<Snapshot>, SnapshotError> {
         self.inner.get_snapshot_at(id, t, max).await
     }
-    async fn delete_snapshot(&self, id: Uuid, t: &str) -> Result<bool, SnapshotError> {
+    async fn delete_snapshot(&self, id: &AggregateId, t: &str) -> Result<bool, SnapshotError> {
         self.inner.delete_snapshot(id, t).await
     }
-    async fn snapshot_exists(&self, id: Uuid, t: &str) -> Result<bool, SnapshotError> {
+    async fn snapshot_exists(&self, id: &AggregateId, t: &str) -> Result<bool, SnapshotError> {
         self.inner.snapshot_exists(id, t).await
     }
     async fn delete_snapshots_by_type(
@@ -53,7 +59,7 @@ impl SnapshotStore for SlowStore {
     }
 }
 
-fn snapshot(id: Uuid, version: u64) -> Snapshot {
+fn snapshot(id: &AggregateId, version: u64) -> Snapshot {
     Snapshot::new(id, "Account", version, json!({ "v": version }), 1)
 }
 
@@ -66,7 +72,7 @@ fn setup(config: BackgroundConfig) -> (Arc<SlowStore>, BackgroundSnapshotter) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_requests_for_one_aggregate_coalesce_to_the_latest() {
     let (store, snapshotter) = setup(BackgroundConfig::default());
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     for version in 1..=1_000 {
         if version != 13 {
             snapshotter.schedule(snapshot(id, version));
@@ -87,16 +93,16 @@ async fn rapid_requests_for_one_aggregate_coalesce_to_the_latest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn await_pending_counts_the_writes_it_waited_for_and_failures_are_counted() {
     let (store, snapshotter) = setup(BackgroundConfig::default());
-    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    let ids: Vec<AggregateId> = (0..3).map(|_| AggregateId::from(Uuid::new_v4())).collect();
     for id in &ids {
-        assert_eq!(snapshotter.schedule(snapshot(*id, 13)), Scheduled::Queued);
+        assert_eq!(snapshotter.schedule(snapshot(id, 13)), Scheduled::Queued);
     }
     assert_eq!(snapshotter.await_pending().await, 3);
     assert_eq!(snapshotter.pending_count(), 0);
     assert_eq!(snapshotter.stats().failed, 3);
     // Failures do not stop later requests.
     assert_eq!(
-        snapshotter.schedule(snapshot(ids[0], 14)),
+        snapshotter.schedule(snapshot(&ids[0], 14)),
         Scheduled::Queued
     );
     assert_eq!(snapshotter.await_pending().await, 1);
@@ -104,7 +110,7 @@ async fn await_pending_counts_the_writes_it_waited_for_and_failures_are_counted(
     assert!(
         store
             .inner
-            .get_snapshot(ids[0], "Account")
+            .get_snapshot(&ids[0], "Account")
             .await
             .unwrap()
             .is_some()
@@ -118,7 +124,7 @@ async fn a_full_queue_drops_and_shutdown_flushes_then_refuses() {
         .max_concurrency(1);
     let (store, snapshotter) = setup(config);
     let outcomes: Vec<Scheduled> = (0..6)
-        .map(|_| snapshotter.schedule(snapshot(Uuid::new_v4(), 1)))
+        .map(|_| snapshotter.schedule(snapshot(&Uuid::new_v4().into(), 1)))
         .collect();
     let dropped = outcomes
         .iter()
@@ -129,7 +135,7 @@ async fn a_full_queue_drops_and_shutdown_flushes_then_refuses() {
     assert_eq!(flushed + dropped, 6);
     assert_eq!(store.saves.load(Ordering::SeqCst), flushed);
     assert_eq!(
-        snapshotter.schedule(snapshot(Uuid::new_v4(), 1)),
+        snapshotter.schedule(snapshot(&Uuid::new_v4().into(), 1)),
         Scheduled::Dropped
     );
     assert_eq!(
@@ -141,7 +147,7 @@ async fn a_full_queue_drops_and_shutdown_flushes_then_refuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_last_handle_still_writes_what_was_queued() {
     let (store, snapshotter) = setup(BackgroundConfig::default());
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     snapshotter.schedule(snapshot(id, 7));
     drop(snapshotter);
     for _ in 0..200 {
@@ -163,7 +169,7 @@ async fn dropping_the_last_handle_still_writes_what_was_queued() {
 fn without_a_runtime_requests_are_dropped_not_lost_in_a_queue() {
     let (_, snapshotter) = setup(BackgroundConfig::default());
     assert_eq!(
-        snapshotter.schedule(snapshot(Uuid::new_v4(), 1)),
+        snapshotter.schedule(snapshot(&Uuid::new_v4().into(), 1)),
         Scheduled::Dropped
     );
     assert_eq!(snapshotter.pending_count(), 0);
@@ -183,7 +189,7 @@ fn writes_lost_when_the_runtime_stops_are_counted() {
         let (store, snapshotter) = setup(BackgroundConfig::default().max_concurrency(1));
         for _ in 0..50 {
             assert_eq!(
-                snapshotter.schedule(snapshot(Uuid::new_v4(), 1)),
+                snapshotter.schedule(snapshot(&Uuid::new_v4().into(), 1)),
                 Scheduled::Queued
             );
         }
@@ -205,7 +211,7 @@ fn writes_lost_when_the_runtime_stops_are_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_is_remembered_until_a_later_one_succeeds() {
     let (_store, snapshotter) = setup(BackgroundConfig::default());
-    let id = Uuid::new_v4();
+    let id = &AggregateId::from(Uuid::new_v4());
     assert_eq!(snapshotter.failed_write("Account", id), None);
     snapshotter.schedule(snapshot(id, 13));
     snapshotter.await_pending().await;

@@ -2,10 +2,9 @@
 //! shares a database with.
 
 use serde_json::json;
-use snap_core::{EventStore, SnapshotAdmin, SnapshotStore};
-use uuid::Uuid;
+use snap_core::{AggregateId, EventStore, SnapshotAdmin, SnapshotStore};
 
-use crate::fixtures::{events, snapshot_with};
+use crate::fixtures::{events, new_id, snapshot_with};
 
 /// Stats per type and schema version, the aggregates furthest behind their snapshots, and
 /// prune counts, on a database whose snapshot and event stores are given.
@@ -14,19 +13,24 @@ pub async fn admin_reports_stats_lag_and_prune_counts(
     snapshots: &impl SnapshotStore,
     event_store: &impl EventStore,
 ) {
-    let orders: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    // A string id among UUIDs: the operator's reports carry both kinds.
+    let orders = [
+        new_id(),
+        AggregateId::parse("order two/é").unwrap(),
+        new_id(),
+    ];
     for (id, count) in orders.iter().zip([10, 5, 1]) {
         event_store
-            .append(*id, "Order", 0, events(1, count, "admin"))
+            .append(id, "Order", 0, events(1, count, "admin"))
             .await
             .unwrap();
     }
-    let big = snapshot_with(orders[0], "Order", 8, 1, json!({"lines": vec!["x"; 200]}));
-    let small = snapshot_with(orders[1], "Order", 5, 2, json!({"lines": []}));
+    let big = snapshot_with(&orders[0], "Order", 8, 1, json!({"lines": vec!["x"; 200]}));
+    let small = snapshot_with(&orders[1], "Order", 5, 2, json!({"lines": []}));
     snapshots.save_snapshot(&big).await.unwrap();
     snapshots.save_snapshot(&small).await.unwrap();
     for _ in 0..2 {
-        let user = snapshot_with(Uuid::new_v4(), "User", 3, 1, json!({"name": "ada"}));
+        let user = snapshot_with(&new_id(), "User", 3, 1, json!({"name": "ada"}));
         snapshots.save_snapshot(&user).await.unwrap();
     }
 
@@ -41,20 +45,21 @@ pub async fn admin_reports_stats_lag_and_prune_counts(
     assert!(stats[2].total_state_bytes >= 2 * stats[2].largest_state_bytes);
     assert_eq!(
         (stats[0].oldest, stats[0].newest),
-        (big.created_at, big.created_at)
+        (big.updated_at, big.updated_at),
+        "the ages of the snapshots: when each was written"
     );
     let users = admin.snapshot_stats(Some("User")).await.unwrap();
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].aggregate_type, "User");
 
     let lag = admin.snapshot_lag(Some("Order"), 10).await.unwrap();
-    let behind: Vec<(Uuid, u64, u64)> = lag
+    let behind: Vec<(&AggregateId, u64, u64)> = lag
         .iter()
-        .map(|l| (l.aggregate_id, l.head, l.snapshot_version))
+        .map(|l| (&l.aggregate_id, l.head, l.snapshot_version))
         .collect();
     assert_eq!(
         behind,
-        [(orders[0], 10, 8), (orders[2], 1, 0), (orders[1], 5, 5)],
+        [(&orders[0], 10, 8), (&orders[2], 1, 0), (&orders[1], 5, 5)],
         "most events after the snapshot first"
     );
     assert_eq!(lag[0].behind(), 2);

@@ -5,11 +5,12 @@ use std::ops::ControlFlow;
 
 use serde_json::json;
 use snap_core::{
-    Backend, EventStore, LoadRequest, LoadSink, NewEvent, RecordedEvent, SnapshotRead,
+    AggregateId, Backend, EventStore, LoadRequest, LoadSink, NewEvent, RecordedEvent, SnapshotRead,
     SnapshotStore, StoredEvent,
 };
 use snap_strategy::{SnapshotMode, Threshold};
-use uuid::Uuid;
+
+use crate::fixtures::new_id;
 
 use crate::RepositoryHarness;
 use crate::accounts::{AccountEvent, AccountV1, history};
@@ -22,7 +23,7 @@ pub async fn a_load_during_appends_equals_a_replay_at_its_version<H: RepositoryH
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<AccountV1>(Threshold(7), SnapshotMode::Sync);
     let replay = rig.replay::<AccountV1>();
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 1)).await;
     let saves = 150 * crate::soak_factor();
@@ -68,7 +69,7 @@ pub async fn a_load_during_appends_equals_a_replay_at_its_version<H: RepositoryH
 pub async fn a_failing_snapshot_in_the_commit_keeps_the_events<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<AccountV1>(Threshold(2), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 1)).await;
     assert_eq!(rig.snapshots.written_versions(), [2]);
@@ -95,7 +96,7 @@ pub async fn a_failing_snapshot_in_the_commit_keeps_the_events<H: RepositoryHarn
 
 /// Collects what a load hands over, as recorded events.
 struct Collect {
-    id: Uuid,
+    id: AggregateId,
     events: Vec<RecordedEvent>,
 }
 
@@ -111,7 +112,7 @@ impl LoadSink for Collect {
             .with_metadata(metadata)
             .with_event_id(event.event_id);
         self.events.push(RecordedEvent::new(
-            self.id,
+            self.id.clone(),
             "Account",
             event.version,
             new,
@@ -127,7 +128,7 @@ impl LoadSink for Collect {
 pub async fn a_load_hands_the_events_as_stored<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let backend = rig.stores();
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let appended = (1..=300)
         .map(|n| {
             NewEvent::new("Deposited", json!({"Deposited": {"amount": n}}))
@@ -141,7 +142,7 @@ pub async fn a_load_hands_the_events_as_stored<H: RepositoryHarness>(h: &H) {
     let stored = rig.events.load(id, "Account", 0, None).await.expect("load");
     for (up_to, payload_only) in [(None, false), (Some(120), false), (None, true)] {
         let mut sink = Collect {
-            id,
+            id: id.clone(),
             events: Vec::new(),
         };
         let request = LoadRequest::new("Account", id)

@@ -3,7 +3,8 @@
 use snap_core::{Decided, EventStore, SnapshotStore};
 use snap_repo::{DeciderError, DeciderRepository};
 use snap_strategy::{SnapshotMode, Threshold};
-use uuid::Uuid;
+
+use crate::fixtures::new_id;
 
 use crate::RepositoryHarness;
 use crate::accounts::{AccountCommand, AccountDecider, AccountRefusal, AccountV1};
@@ -25,7 +26,7 @@ fn decider<H: RepositoryHarness>(
 pub async fn decider_rejected_command_appends_nothing<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = decider(&rig, SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     assert!(matches!(
         repo.handle(id, &AccountCommand::Deposit(5)).await,
         Err(DeciderError::Rejected(AccountRefusal::NotOpen))
@@ -62,7 +63,7 @@ pub async fn decider_rejected_command_appends_nothing<H: RepositoryHarness>(h: &
 pub async fn decider_concurrent_handles_both_succeed<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = decider(&rig, SnapshotMode::Background);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     repo.handle(id, &AccountCommand::Open("ada".into()))
         .await
         .unwrap();
@@ -121,7 +122,7 @@ pub async fn decider_concurrent_handles_both_succeed<H: RepositoryHarness>(h: &H
 pub async fn decider_command_to_a_closed_account_is_refused_at_once<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = decider(&rig, SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     repo.handle(id, &AccountCommand::Open("ada".into()))
         .await
         .unwrap();
@@ -139,7 +140,7 @@ pub async fn decider_command_to_a_closed_account_is_refused_at_once<H: Repositor
                 aggregate_id,
                 aggregate_type,
                 version,
-            }) => assert_eq!((aggregate_id, aggregate_type, version), (id, "Account", 3)),
+            }) => assert_eq!((&aggregate_id, aggregate_type, version), (id, "Account", 3)),
             other => panic!("{command:?} on a closed account: {other:?}"),
         }
     }

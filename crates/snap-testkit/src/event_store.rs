@@ -4,15 +4,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use snap_core::{EventStore, EventStoreError, NewEvent, RecordedEvent, validate};
+use snap_core::{AggregateId, EventStore, EventStoreError, NewEvent, RecordedEvent, validate};
 use uuid::Uuid;
 
 use crate::EventStoreHarness;
-use crate::fixtures::events;
+use crate::fixtures::{events, new_id};
 
 const ACCOUNT: &str = "Account";
 
-async fn load_all(store: &impl EventStore, id: Uuid, ty: &str) -> Vec<RecordedEvent> {
+async fn load_all(store: &impl EventStore, id: &AggregateId, ty: &str) -> Vec<RecordedEvent> {
     store.load(id, ty, 0, None).await.expect("load")
 }
 
@@ -43,7 +43,7 @@ fn expect_invalid<T: std::fmt::Debug>(result: Result<T, EventStoreError>, what: 
 /// An unknown stream is at version 0 and has no events.
 pub async fn empty_stream_has_nothing<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     assert_eq!(store.current_version(id, ACCOUNT).await.unwrap(), 0);
     assert!(load_all(&store, id, ACCOUNT).await.is_empty());
     assert!(
@@ -59,7 +59,7 @@ pub async fn empty_stream_has_nothing<H: EventStoreHarness>(h: &H) {
 /// 1, one `recorded_at` per append (UTC, whole microseconds).
 pub async fn append_and_load_round_trip<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let new = events(1, 3, "first");
     let before = snap_core::now();
     assert_eq!(store.append(id, ACCOUNT, 0, new.clone()).await.unwrap(), 3);
@@ -68,7 +68,7 @@ pub async fn append_and_load_round_trip<H: EventStoreHarness>(h: &H) {
     assert_eq!(versions(&loaded), [1, 2, 3]);
     for (stored, given) in loaded.iter().zip(&new) {
         assert_eq!(stored.event_id, given.event_id);
-        assert_eq!(stored.aggregate_id, id);
+        assert_eq!(&stored.aggregate_id, id);
         assert_eq!(stored.aggregate_type, ACCOUNT);
         assert_eq!(stored.event_type, given.event_type);
         assert_eq!(stored.payload, given.payload);
@@ -94,7 +94,7 @@ pub async fn append_and_load_round_trip<H: EventStoreHarness>(h: &H) {
 /// empty or inverted range.
 pub async fn load_ranges_are_half_open<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     store
         .append(id, ACCOUNT, 0, events(1, 10, "a"))
         .await
@@ -125,7 +125,7 @@ pub async fn load_ranges_are_half_open<H: EventStoreHarness>(h: &H) {
 /// and writes nothing.
 pub async fn expected_version_must_match<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     expect_conflict(store.append(id, ACCOUNT, 1, events(1, 1, "x")).await, 1, 0);
     assert_eq!(store.current_version(id, ACCOUNT).await.unwrap(), 0);
     store
@@ -163,7 +163,7 @@ pub async fn expected_version_must_match<H: EventStoreHarness>(h: &H) {
 /// Appends continue the stream densely and return the new version.
 pub async fn appends_continue_the_stream<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     assert_eq!(
         store
             .append(id, ACCOUNT, 0, events(1, 2, "a"))
@@ -196,7 +196,7 @@ pub async fn appends_continue_the_stream<H: EventStoreHarness>(h: &H) {
 /// it does not.
 pub async fn empty_append_only_checks_version<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     assert_eq!(store.append(id, ACCOUNT, 0, Vec::new()).await.unwrap(), 0);
     store
         .append(id, ACCOUNT, 0, events(1, 2, "a"))
@@ -210,8 +210,8 @@ pub async fn empty_append_only_checks_version<H: EventStoreHarness>(h: &H) {
 /// Streams are keyed by (type, id): one UUID under two types, and two UUIDs, are separate.
 pub async fn streams_are_scoped_by_type_and_id<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
-    let other = Uuid::new_v4();
+    let id = &new_id();
+    let other = &new_id();
     store
         .append(id, ACCOUNT, 0, events(1, 2, "account"))
         .await
@@ -235,7 +235,7 @@ pub async fn streams_are_scoped_by_type_and_id<H: EventStoreHarness>(h: &H) {
     let ledger = load_all(&store, id, "Ledger").await;
     assert_eq!(ledger.len(), 1);
     assert_eq!(
-        (ledger[0].aggregate_type.as_str(), ledger[0].aggregate_id),
+        (ledger[0].aggregate_type.as_str(), &ledger[0].aggregate_id),
         ("Ledger", id)
     );
     assert!(
@@ -249,7 +249,7 @@ pub async fn streams_are_scoped_by_type_and_id<H: EventStoreHarness>(h: &H) {
 /// An append whose third event is invalid writes none of its events.
 pub async fn append_is_atomic_on_bad_event<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut batch = events(1, 5, "a");
     batch[2].event_type = String::new();
     expect_invalid(
@@ -263,7 +263,7 @@ pub async fn append_is_atomic_on_bad_event<H: EventStoreHarness>(h: &H) {
 /// Bad names and out-of-range versions are typed `InvalidInput` errors.
 pub async fn invalid_input_is_rejected<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     for ty in [String::new(), "z".repeat(256), "A\0".to_owned()] {
         expect_invalid(
             store.append(id, &ty, 0, events(1, 1, "a")).await,
@@ -314,7 +314,7 @@ pub async fn invalid_input_is_rejected<H: EventStoreHarness>(h: &H) {
 /// snapshot suite.
 pub async fn payloads_round_trip<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut payloads = vec![
         json!(null),
         json!(true),
@@ -354,7 +354,7 @@ pub async fn payloads_round_trip<H: EventStoreHarness>(h: &H) {
 /// parameters must split and still commit once).
 pub async fn large_append_is_one_batch<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let batch = events(1, 2_500, "big");
     assert_eq!(
         store.append(id, ACCOUNT, 0, batch.clone()).await.unwrap(),
@@ -376,7 +376,7 @@ pub async fn large_append_is_one_batch<H: EventStoreHarness>(h: &H) {
 /// for every range and past any batch or page size; a sink that breaks is called no more.
 pub async fn load_batches_match_load<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     for first in (1..=3_000).step_by(500) {
         store
             .append(id, ACCOUNT, first - 1, events(first, 500, "bulk"))
@@ -428,7 +428,7 @@ pub async fn load_batches_match_load<H: EventStoreHarness>(h: &H) {
     assert_eq!(calls, 1, "a sink that breaks is not called again");
     let mut nothing = 0;
     store
-        .load_batches(Uuid::new_v4(), ACCOUNT, 0, None, &mut |_| {
+        .load_batches(&new_id(), ACCOUNT, 0, None, &mut |_| {
             nothing += 1;
             std::ops::ControlFlow::Continue(())
         })
@@ -453,7 +453,7 @@ pub async fn load_batches_match_load<H: EventStoreHarness>(h: &H) {
 /// case `large_floats_stay_floats`).
 pub async fn large_floats_in_events_stay_floats<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let floats = crate::snapshot_store::large_floats();
     let event = NewEvent::new("Measured", json!({ "floats": floats.clone() }))
         .with_metadata(json!({ "floats": floats.clone() }));
@@ -473,14 +473,23 @@ pub async fn large_floats_in_events_stay_floats<H: EventStoreHarness>(h: &H) {
 /// each; other types, empty pages and bad input behave.
 pub async fn list_aggregate_ids_pages_through_every_stream<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let mut accounts: Vec<Uuid> = (0..25).map(|_| Uuid::new_v4()).collect();
+    // With string ids, every third is a UUID: the two kinds list in one order, by their text.
+    let mut accounts: Vec<AggregateId> = (0..25)
+        .map(|i| {
+            if i % 3 == 0 {
+                AggregateId::from(Uuid::new_v4())
+            } else {
+                new_id()
+            }
+        })
+        .collect();
     for id in &accounts {
         store
-            .append(*id, ACCOUNT, 0, events(1, 2, "listed"))
+            .append(id, ACCOUNT, 0, events(1, 2, "listed"))
             .await
             .unwrap();
     }
-    let other = Uuid::new_v4();
+    let other = &new_id();
     store
         .append(other, "Order", 0, events(1, 1, "other"))
         .await
@@ -489,9 +498,12 @@ pub async fn list_aggregate_ids_pages_through_every_stream<H: EventStoreHarness>
     let mut listed = Vec::new();
     let mut after = None;
     loop {
-        let page = store.list_aggregate_ids(ACCOUNT, after, 7).await.unwrap();
+        let page = store
+            .list_aggregate_ids(ACCOUNT, after.as_ref(), 7)
+            .await
+            .unwrap();
         assert!(page.len() <= 7);
-        let Some(last) = page.last().copied() else {
+        let Some(last) = page.last().cloned() else {
             break;
         };
         listed.extend(page);
@@ -500,7 +512,7 @@ pub async fn list_aggregate_ids_pages_through_every_stream<H: EventStoreHarness>
     assert_eq!(listed, accounts, "every account once, in order");
     assert_eq!(
         store.list_aggregate_ids("Order", None, 10).await.unwrap(),
-        vec![other]
+        vec![other.clone()]
     );
     assert!(
         store
@@ -518,10 +530,10 @@ pub async fn list_aggregate_ids_pages_through_every_stream<H: EventStoreHarness>
     );
     assert_eq!(
         store
-            .list_aggregate_ids(ACCOUNT, Some(accounts[23]), 10)
+            .list_aggregate_ids(ACCOUNT, Some(&accounts[23]), 10)
             .await
             .unwrap(),
-        vec![accounts[24]]
+        vec![accounts[24].clone()]
     );
     assert!(matches!(
         store.list_aggregate_ids("", None, 10).await,
@@ -533,16 +545,16 @@ pub async fn list_aggregate_ids_pages_through_every_stream<H: EventStoreHarness>
 /// others get `Concurrency` with the winner's version, and only the winner's events are stored.
 pub async fn concurrent_appends_have_one_winner<H: EventStoreHarness>(h: &H) {
     let store = Arc::new(h.open().await);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     store
         .append(id, ACCOUNT, 0, events(1, 1, "setup"))
         .await
         .unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|t| {
-            let store = Arc::clone(&store);
+            let (store, id) = (Arc::clone(&store), id.clone());
             let batch = events(2, 2, &format!("task-{t}"));
-            tokio::spawn(async move { (t, store.append(id, ACCOUNT, 1, batch).await) })
+            tokio::spawn(async move { (t, store.append(&id, ACCOUNT, 1, batch).await) })
         })
         .collect();
     let mut winners = Vec::new();
@@ -571,17 +583,17 @@ pub async fn concurrent_appends_have_one_winner<H: EventStoreHarness>(h: &H) {
 /// conflict: all 80 appends land exactly once, in a dense stream.
 pub async fn contended_appends_lose_nothing<H: EventStoreHarness>(h: &H) {
     let store = Arc::new(h.open().await);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let tasks: Vec<_> = (0..8)
         .map(|t| {
-            let store = Arc::clone(&store);
+            let (store, id) = (Arc::clone(&store), id.clone());
             tokio::spawn(async move {
                 let mut conflicts = 0u32;
                 for i in 0..10 {
                     loop {
-                        let head = store.current_version(id, ACCOUNT).await?;
+                        let head = store.current_version(&id, ACCOUNT).await?;
                         let event = NewEvent::new("Tick", json!({"task": t, "i": i}));
-                        match store.append(id, ACCOUNT, head, vec![event]).await {
+                        match store.append(&id, ACCOUNT, head, vec![event]).await {
                             Ok(_) => break,
                             Err(EventStoreError::Concurrency { .. }) => {
                                 conflicts += 1;
@@ -621,7 +633,7 @@ pub async fn contended_appends_lose_nothing<H: EventStoreHarness>(h: &H) {
 /// apart, and hostile event types round-trip.
 pub async fn hostile_names_round_trip<H: EventStoreHarness>(h: &H) {
     let store = h.open().await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     for (n, ty) in (1..).zip(crate::snapshot_store::HOSTILE_TYPES) {
         let batch: Vec<NewEvent> = (0..n)
             .map(|_| NewEvent::new(ty, json!({"type": ty})))

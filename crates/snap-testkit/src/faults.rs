@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use snap_core::{
-    EventStore, EventStoreError, NewEvent, RecordedEvent, Snapshot, SnapshotError, SnapshotStore,
-    async_trait,
+    AggregateId, EventStore, EventStoreError, NewEvent, RecordedEvent, Snapshot, SnapshotError,
+    SnapshotStore, async_trait,
 };
 use tokio::sync::{Barrier, watch};
-use uuid::Uuid;
 
 /// A snapshot store that fails, corrupts or stalls on demand, and records what it wrote.
 #[derive(Debug)]
@@ -121,13 +120,17 @@ impl<S: SnapshotStore> FaultySnapshotStore<S> {
     }
 
     /// The fault a read meets after its delay, if any.
-    pub(crate) fn read_error(&self, id: Uuid, aggregate_type: &str) -> Result<(), SnapshotError> {
+    pub(crate) fn read_error(
+        &self,
+        id: &AggregateId,
+        aggregate_type: &str,
+    ) -> Result<(), SnapshotError> {
         if self.fail_gets.load(Ordering::SeqCst) || self.unlucky() {
             return self.inject(SnapshotError::backend("faulty", "injected outage"));
         }
         if self.corrupt_gets.load(Ordering::SeqCst) {
             return self.inject(SnapshotError::deserialization(
-                id,
+                id.clone(),
                 aggregate_type,
                 "injected corrupt row",
             ));
@@ -135,7 +138,11 @@ impl<S: SnapshotStore> FaultySnapshotStore<S> {
         Ok(())
     }
 
-    async fn read_fault(&self, id: Uuid, aggregate_type: &str) -> Result<(), SnapshotError> {
+    async fn read_fault(
+        &self,
+        id: &AggregateId,
+        aggregate_type: &str,
+    ) -> Result<(), SnapshotError> {
         let delay = self.read_delay();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -174,7 +181,7 @@ impl<S: SnapshotStore> SnapshotStore for FaultySnapshotStore<S> {
 
     async fn get_snapshot(
         &self,
-        id: Uuid,
+        id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<Option<Snapshot>, SnapshotError> {
         self.read_fault(id, aggregate_type).await?;
@@ -183,7 +190,7 @@ impl<S: SnapshotStore> SnapshotStore for FaultySnapshotStore<S> {
 
     async fn get_snapshot_at(
         &self,
-        id: Uuid,
+        id: &AggregateId,
         aggregate_type: &str,
         max_version: u64,
     ) -> Result<Option<Snapshot>, SnapshotError> {
@@ -193,11 +200,19 @@ impl<S: SnapshotStore> SnapshotStore for FaultySnapshotStore<S> {
             .await
     }
 
-    async fn delete_snapshot(&self, id: Uuid, aggregate_type: &str) -> Result<bool, SnapshotError> {
+    async fn delete_snapshot(
+        &self,
+        id: &AggregateId,
+        aggregate_type: &str,
+    ) -> Result<bool, SnapshotError> {
         self.inner.delete_snapshot(id, aggregate_type).await
     }
 
-    async fn snapshot_exists(&self, id: Uuid, aggregate_type: &str) -> Result<bool, SnapshotError> {
+    async fn snapshot_exists(
+        &self,
+        id: &AggregateId,
+        aggregate_type: &str,
+    ) -> Result<bool, SnapshotError> {
         self.inner.snapshot_exists(id, aggregate_type).await
     }
 
@@ -296,7 +311,7 @@ impl<E: EventStore> RecordingEventStore<E> {
 impl<E: EventStore> EventStore for RecordingEventStore<E> {
     async fn append(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         expected_version: u64,
         events: Vec<NewEvent>,
@@ -309,7 +324,7 @@ impl<E: EventStore> EventStore for RecordingEventStore<E> {
 
     async fn load(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         from_version: u64,
         to_version: Option<u64>,
@@ -327,7 +342,7 @@ impl<E: EventStore> EventStore for RecordingEventStore<E> {
 
     async fn current_version(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<u64, EventStoreError> {
         self.inner
@@ -338,9 +353,9 @@ impl<E: EventStore> EventStore for RecordingEventStore<E> {
     async fn list_aggregate_ids(
         &self,
         aggregate_type: &str,
-        after: Option<Uuid>,
+        after: Option<&AggregateId>,
         limit: usize,
-    ) -> Result<Vec<Uuid>, EventStoreError> {
+    ) -> Result<Vec<AggregateId>, EventStoreError> {
         self.inner
             .list_aggregate_ids(aggregate_type, after, limit)
             .await
@@ -348,7 +363,7 @@ impl<E: EventStore> EventStore for RecordingEventStore<E> {
 
     async fn load_batches(
         &self,
-        aggregate_id: Uuid,
+        aggregate_id: &AggregateId,
         aggregate_type: &str,
         from_version: u64,
         to_version: Option<u64>,

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use snap_core::{Aggregate, EncodeError, EventStore, SnapshotStore};
 use snap_repo::RepositoryError;
 use snap_strategy::{SnapshotMode, Threshold};
-use uuid::Uuid;
+
+use crate::fixtures::new_id;
 
 use crate::RepositoryHarness;
 use crate::repository::Rig;
@@ -64,7 +65,7 @@ pub async fn a_snapshot_of_lossy_events_equals_a_full_replay<H: RepositoryHarnes
     ] {
         let rig = Rig::open(h, 1).await;
         let repo = rig.repo::<Tally>(Threshold(1), mode);
-        let id = Uuid::new_v4();
+        let id = &new_id();
         let mut root = repo.create_new(id);
         root.record(added(1, 100));
         root.record(added(2, 1_000));
@@ -101,7 +102,7 @@ pub async fn a_snapshot_of_lossy_events_equals_a_full_replay<H: RepositoryHarnes
 pub async fn an_event_that_cannot_be_read_back_is_refused<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<Tally>(Threshold(1), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     root.record(added(5, 0));
     repo.save(&mut root).await.unwrap();
@@ -112,7 +113,7 @@ pub async fn an_event_that_cannot_be_read_back_is_refused<H: RepositoryHarness>(
             aggregate_id,
             source: EncodeError::NotReplayable { index: 1, .. },
             ..
-        }) => assert_eq!(aggregate_id, id),
+        }) => assert_eq!(&aggregate_id, id),
         other => panic!("a NaN event was not refused: {other:?}"),
     }
     assert_eq!(rig.events.current_version(id, "Tally").await.unwrap(), 1);
@@ -138,7 +139,7 @@ pub async fn a_failed_background_write_is_not_counted_as_a_snapshot<H: Repositor
         },
         SnapshotMode::Background,
     );
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     rig.snapshots.fail_saves(true);
     crate::repository::commit(&repo, &mut root, history("ada", 2)).await;

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use snap_core::{Aggregate, AggregateRoot, SnapshotStore};
 use snap_repo::{AggregateRepository, RepositoryError};
 use snap_strategy::{SnapshotMode, Threshold};
-use uuid::Uuid;
+
+use crate::fixtures::new_id;
 
 use crate::RepositoryHarness;
 use crate::repository::{Rig, commit};
@@ -77,7 +78,7 @@ async fn school<H: RepositoryHarness>(
     rig: &Rig<H>,
 ) -> (AggregateRepository<Dog>, AggregateRoot<Dog>) {
     let repo = rig.repo::<Dog>(Threshold(2), SnapshotMode::Sync);
-    let mut dog = repo.create_new(Uuid::new_v4());
+    let mut dog = repo.create_new(new_id());
     let registered = DogEvent::Registered {
         name: "Fido".into(),
     };
@@ -97,7 +98,7 @@ async fn school<H: RepositoryHarness>(
 pub async fn the_eventsourcing_walk_reads_every_version<H: RepositoryHarness>(h: &H) {
     let rig = Rig::<H>::open(h, 10).await;
     let (repo, mut dog) = school(&rig).await;
-    let id = dog.id();
+    let id = &dog.id().clone();
     assert_eq!(dog.version(), 4);
 
     // `snapshots.get(id, lte=v)`: the highest snapshot at or below v.
@@ -159,7 +160,7 @@ pub async fn the_eventsourcing_walk_reads_every_version<H: RepositoryHarness>(h:
 pub async fn a_load_below_the_only_snapshot_is_counted<H: RepositoryHarness>(h: &H) {
     let rig = Rig::<H>::open(h, 1).await;
     let (repo, dog) = school(&rig).await;
-    let id = dog.id();
+    let id = &dog.id().clone();
     let at = repo.load_at(id, 3).await.expect("load at 3");
     assert_eq!(at.state(), &dog_at(3));
     let stats = repo.stats();

@@ -7,13 +7,12 @@ use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use serde_json::{Value, json};
 use snap_core::{
-    EventStore, EventStoreError, NewEvent, Snapshot, SnapshotError, SnapshotStore,
+    AggregateId, EventStore, EventStoreError, NewEvent, Snapshot, SnapshotError, SnapshotStore,
     normalize_timestamp, validate,
 };
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::fixtures::{at_micros, events};
+use crate::fixtures::{at_micros, events, new_id};
 use crate::model::{config, runtime};
 use crate::{EventStoreHarness, SnapshotStoreHarness};
 
@@ -129,7 +128,7 @@ async fn snapshot_case<S: SnapshotStore>(
     bystander: &Snapshot,
     input: HostileSnapshot,
 ) -> Result<(), TestCaseError> {
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let snapshot = Snapshot::new(
         id,
         input.aggregate_type.clone(),
@@ -159,7 +158,7 @@ async fn snapshot_case<S: SnapshotStore>(
         }
     }
     let still = store
-        .get_snapshot(bystander.aggregate_id, &bystander.aggregate_type)
+        .get_snapshot(&bystander.aggregate_id, &bystander.aggregate_type)
         .await
         .map_err(|e| fail(format!("get the bystander: {e:?}")))?;
     prop_assert_eq!(
@@ -184,7 +183,7 @@ pub fn snapshot_store_survives_hostile_input<H: SnapshotStoreHarness>(harness: &
     let rt = runtime();
     let (store, bystander) = rt.block_on(async {
         let store = harness.open(1).await;
-        let bystander = Snapshot::new(Uuid::new_v4(), "Bystander", 7, json!({"safe": true}), 1)
+        let bystander = Snapshot::new(new_id(), "Bystander", 7, json!({"safe": true}), 1)
             .with_created_at(at_micros(7));
         store
             .save_snapshot(&bystander)
@@ -231,10 +230,10 @@ fn hostile_event() -> impl Strategy<Value = HostileEvent> {
 
 async fn event_case<E: EventStore>(
     store: &E,
-    bystander: Uuid,
+    bystander: &AggregateId,
     input: HostileEvent,
 ) -> Result<(), TestCaseError> {
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let event = NewEvent::new(input.event_type.clone(), input.payload.clone())
         .with_metadata(input.metadata.clone());
     let batch = vec![event.clone()];
@@ -284,16 +283,16 @@ pub fn event_store_survives_hostile_input<H: EventStoreHarness>(harness: &H) {
     let rt = runtime();
     let (store, bystander) = rt.block_on(async {
         let store = harness.open().await;
-        let bystander = Uuid::new_v4();
+        let bystander = new_id();
         store
-            .append(bystander, "Bystander", 0, events(1, 3, "safe"))
+            .append(&bystander, "Bystander", 0, events(1, 3, "safe"))
             .await
             .expect("append the bystander");
         (store, bystander)
     });
     let mut runner = TestRunner::new(config());
     let result = runner.run(&hostile_event(), |input| {
-        rt.block_on(event_case(&store, bystander, input))
+        rt.block_on(event_case(&store, &bystander, input))
     });
     if let Err(error) = result {
         panic!("a hostile append broke the store contract: {error}");

@@ -4,10 +4,11 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
-use snap_core::{AggregateRoot, Decider};
+use snap_core::{AggregateId, AggregateRoot, Decider};
 use snap_repo::{AggregateRepository, DeciderError, DeciderRepository};
 use snap_strategy::{Hybrid, Never, SnapshotMode, Threshold};
-use uuid::Uuid;
+
+use crate::fixtures::new_id;
 
 use crate::RepositoryHarness;
 use crate::accounts::{AccountCommand, AccountDecider, AccountEvent, AccountV1};
@@ -159,7 +160,7 @@ async fn run_case<A: Account, H: RepositoryHarness>(
         .build()
         .map_err(|e| TestCaseError::fail(format!("build: {e}")))?;
     let replay = rig.replay::<A>();
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     root.record(AccountEvent::Opened {
         owner: "prop".into(),
@@ -263,7 +264,7 @@ fn invariant<A: Account, H: RepositoryHarness>(harness: &H, name: &str) {
 /// and returns the model and its version.
 async fn handle_all(
     repo: &DeciderRepository<AccountDecider>,
-    id: Uuid,
+    id: &AggregateId,
     commands: &[AccountCommand],
 ) -> Result<(AccountV1, u64), TestCaseError> {
     let mut model = AccountDecider::initial_state();
@@ -320,7 +321,7 @@ async fn decider_case<H: RepositoryHarness>(
     let repo = builder
         .build()
         .map_err(|e| TestCaseError::fail(format!("build: {e}")))?;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let (mut model, mut version) = handle_all(&repo, id, commands).await?;
     if version == 0 {
         return Ok(());

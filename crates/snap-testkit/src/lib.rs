@@ -24,7 +24,9 @@
 //! snap_testkit::event_store_conformance!(Harness);
 //! ```
 //!
-//! Each macro expands to one `#[test]` per case, named after the case, plus a model-based
+//! Each macro expands to one `#[test]` per case, named after the case (the store cases run
+//! again with string ids, in the modules `snapshot_store_named_ids` and
+//! `event_store_named_ids`; see [`fixtures::new_id`]), plus a model-based
 //! property test that runs random operation sequences against the store and a plain
 //! `BTreeMap` model. The harness expression is evaluated once per test, and every
 //! [`open`](SnapshotStoreHarness::open) must return an isolated, empty store (a fresh
@@ -178,18 +180,36 @@ pub fn run<F: Future<Output = ()>>(future: F) {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __async_cases {
-    ($module:ident, $harness_trait:ident, $harness:expr; $($case:ident),* $(,)?) => {$(
+    ($module:ident, $harness_trait:ident, $harness:expr; $($case:ident),* $(,)?) => {
+        $crate::__async_cases!(@ids Uuid, $module, $harness_trait, $harness; $($case),*);
+    };
+    (@ids $kind:ident, $module:ident, $harness_trait:ident, $harness:expr; $($case:ident),* $(,)?) => {$(
         #[test]
         fn $case() {
-            $crate::run(async {
+            $crate::fixtures::with_id_kind($crate::fixtures::IdKind::$kind, || $crate::run(async {
                 let harness = $harness;
                 if $crate::__skip(stringify!($case), $crate::$harness_trait::unavailable(&harness)).is_some() {
                     return;
                 }
                 $crate::$module::$case(&harness).await;
-            });
+            }));
         }
     )*};
+}
+
+/// Store cases, run once with UUID ids and again, in the module `$named`, with string ids.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_cases {
+    ($named:ident, $module:ident, $harness_trait:ident, $harness:expr; $($case:ident),* $(,)?) => {
+        $crate::__async_cases!(@ids Uuid, $module, $harness_trait, $harness; $($case),*);
+
+        mod $named {
+            #[allow(unused_imports, reason = "the harness expression may name items of the parent")]
+            use super::*;
+            $crate::__async_cases!(@ids Named, $module, $harness_trait, $harness; $($case),*);
+        }
+    };
 }
 
 #[doc(hidden)]
@@ -231,10 +251,11 @@ macro_rules! __repository_model_cases {
 #[macro_export]
 macro_rules! snapshot_store_conformance {
     ($harness:expr) => {
-        $crate::__async_cases!(snapshot_store, SnapshotStoreHarness, $harness;
+        $crate::__store_cases!(snapshot_store_named_ids, snapshot_store, SnapshotStoreHarness, $harness;
             empty_store_has_nothing,
             round_trip_is_exact,
             timestamps_are_normalised,
+            a_replacement_keeps_when_the_aggregate_was_first_snapshotted,
             newer_version_replaces_older,
             equal_version_replaces,
             lower_version_is_ignored,
@@ -367,7 +388,7 @@ macro_rules! repository_conformance {
 #[macro_export]
 macro_rules! event_store_conformance {
     ($harness:expr) => {
-        $crate::__async_cases!(event_store, EventStoreHarness, $harness;
+        $crate::__store_cases!(event_store_named_ids, event_store, EventStoreHarness, $harness;
             empty_stream_has_nothing,
             append_and_load_round_trip,
             load_ranges_are_half_open,

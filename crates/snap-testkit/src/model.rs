@@ -7,7 +7,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::json;
-use snap_core::{EventStore, EventStoreError, NewEvent, Snapshot, SnapshotStore};
+use snap_core::{AggregateId, EventStore, EventStoreError, NewEvent, Snapshot, SnapshotStore};
 use uuid::Uuid;
 
 use crate::fixtures::at_micros;
@@ -16,8 +16,12 @@ use crate::{EventStoreHarness, SnapshotStoreHarness};
 const TYPES: [&str; 2] = ["Alpha", "Beta"];
 const AGGREGATES: usize = 3;
 
-fn aggregate_id(index: usize) -> Uuid {
-    Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0000 + index as u128)
+/// The model's aggregates: even indexes have UUID ids, odd ones string ids.
+fn aggregate_id(index: usize) -> AggregateId {
+    if index % 2 == 1 {
+        return AggregateId::parse(&format!("model aggregate {index}/é")).expect("a valid id");
+    }
+    Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0000 + index as u128).into()
 }
 
 pub(crate) fn config() -> Config {
@@ -131,7 +135,12 @@ impl SnapshotModel {
                 let history = self.rows.entry((ty, agg)).or_default();
                 let latest = history.keys().next_back().copied().unwrap_or(0);
                 if version >= latest {
-                    history.insert(version, model_snapshot(agg, ty, version, schema, tag));
+                    let mut new = model_snapshot(agg, ty, version, schema, tag);
+                    // A replacement keeps when the aggregate was first snapshotted.
+                    if let Some(kept) = history.values().next_back() {
+                        new.created_at = kept.created_at;
+                    }
+                    history.insert(version, new);
                     while history.len() > self.keep {
                         history.pop_first();
                     }
@@ -187,19 +196,19 @@ async fn run_snapshot_op(
             .await
             .map(|()| Outcome::Done),
         SnapshotOp::Get { agg, ty } => store
-            .get_snapshot(aggregate_id(agg), TYPES[ty])
+            .get_snapshot(&aggregate_id(agg), TYPES[ty])
             .await
             .map(Outcome::Found),
         SnapshotOp::GetAt { agg, ty, max } => store
-            .get_snapshot_at(aggregate_id(agg), TYPES[ty], max)
+            .get_snapshot_at(&aggregate_id(agg), TYPES[ty], max)
             .await
             .map(Outcome::Found),
         SnapshotOp::Exists { agg, ty } => store
-            .snapshot_exists(aggregate_id(agg), TYPES[ty])
+            .snapshot_exists(&aggregate_id(agg), TYPES[ty])
             .await
             .map(Outcome::Flag),
         SnapshotOp::Delete { agg, ty } => store
-            .delete_snapshot(aggregate_id(agg), TYPES[ty])
+            .delete_snapshot(&aggregate_id(agg), TYPES[ty])
             .await
             .map(Outcome::Flag),
         SnapshotOp::DeleteByType { ty, below } => store
@@ -285,7 +294,7 @@ fn event_op() -> impl Strategy<Value = EventOp> {
 #[derive(Debug, PartialEq)]
 struct Seen {
     version: u64,
-    aggregate_id: Uuid,
+    aggregate_id: AggregateId,
     aggregate_type: String,
     event: NewEvent,
 }
@@ -339,7 +348,7 @@ async fn run_event_op(
                 }
             };
             let actual = match store
-                .append(aggregate_id(agg), TYPES[ty], expected, batch)
+                .append(&aggregate_id(agg), TYPES[ty], expected, batch)
                 .await
             {
                 Ok(version) => EventOutcome::Appended(version),
@@ -363,7 +372,7 @@ async fn run_event_op(
                 })
                 .collect();
             let loaded = store
-                .load(aggregate_id(agg), TYPES[ty], from, to)
+                .load(&aggregate_id(agg), TYPES[ty], from, to)
                 .await
                 .map_err(|e| fail(&context, &e))?;
             let actual = loaded
@@ -382,7 +391,7 @@ async fn run_event_op(
         EventOp::Current { agg, ty } => {
             let modelled = model.get(&(ty, agg)).map_or(0, |s| s.len() as u64);
             let actual = store
-                .current_version(aggregate_id(agg), TYPES[ty])
+                .current_version(&aggregate_id(agg), TYPES[ty])
                 .await
                 .map_err(|e| fail(&context, &e))?;
             Ok((

@@ -5,14 +5,16 @@ use std::future::Future;
 use std::sync::Arc;
 
 use snap_core::{
-    Aggregate, AggregateRoot, DynBackend, EventStore, MigrationChain, Snapshot, SnapshotStore,
+    Aggregate, AggregateId, AggregateRoot, DynBackend, EventStore, MigrationChain, Snapshot,
+    SnapshotStore,
 };
 use snap_repo::{
     AggregateRepository, BuildError, FallbackReason, RepositoryBuilder, RepositoryError,
     SnapshotCheck, StorePair,
 };
 use snap_strategy::{Hybrid, Never, ReplayBudget, SnapshotMode, Threshold};
-use uuid::Uuid;
+
+use crate::fixtures::new_id;
 
 use crate::accounts::{
     AccountEvent, AccountModel, AccountV1, AccountV2, AccountV3, DriftedAccount, failing_to_v2,
@@ -152,7 +154,7 @@ async fn open_gate_and_wait<A: Aggregate, H: RepositoryHarness>(
 }
 
 /// Stores a schema 1 snapshot at version 10, ahead of a stream of 3 events.
-async fn store_ahead<H: RepositoryHarness>(rig: &Rig<H>, id: Uuid, owner: &str) {
+async fn store_ahead<H: RepositoryHarness>(rig: &Rig<H>, id: &AggregateId, owner: &str) {
     let ahead = AccountV1 {
         owner: owner.into(),
         balance: 1_000_000,
@@ -173,10 +175,10 @@ async fn account_with_snapshot<H: RepositoryHarness, M: AccountModel>(
     rig: &Rig<H>,
     deposits: u64,
     snapshot_at: u64,
-) -> Uuid {
-    let id = Uuid::new_v4();
+) -> AggregateId {
+    let id = new_id();
     let repo = rig.repo::<M>(Never, SnapshotMode::Manual);
-    let mut root = repo.create_new(id);
+    let mut root = repo.create_new(&id);
     let events = history("ada", deposits);
     let (before, after) = events.split_at(usize::try_from(snapshot_at).expect("small"));
     commit(&repo, &mut root, before.to_vec()).await;
@@ -213,7 +215,7 @@ where
 /// fallback is counted as corruption.
 pub async fn corrupt_snapshot_falls_back_to_replay<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot::<H, M>(&rig, 12, 10).await;
+    let id = &account_with_snapshot::<H, M>(&rig, 12, 10).await;
     rig.snapshots.corrupt_gets(true);
     let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let loaded = repo
@@ -233,7 +235,7 @@ pub async fn snapshot_store_outage_falls_back_to_replay<H: RepositoryHarness, M:
     h: &H,
 ) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot::<H, M>(&rig, 12, 10).await;
+    let id = &account_with_snapshot::<H, M>(&rig, 12, 10).await;
     rig.snapshots.fail_gets(true);
     let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let loaded = repo.load(id).await.expect("an outage never fails a load");
@@ -256,7 +258,7 @@ pub async fn failing_snapshot_write_keeps_the_save<H: RepositoryHarness, M: Acco
     let rig = Rig::open(h, 1).await;
     rig.snapshots.fail_saves(true);
     let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     let version = commit(&repo, &mut root, history("ada", 3)).await;
     assert_eq!(version, 4);
@@ -271,10 +273,10 @@ pub async fn failing_snapshot_write_keeps_the_save<H: RepositoryHarness, M: Acco
 pub async fn missing_aggregate_is_not_found<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(10), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     assert!(matches!(
         repo.load(id).await,
-        Err(RepositoryError::AggregateNotFound { aggregate_id, .. }) if aggregate_id == id
+        Err(RepositoryError::AggregateNotFound { aggregate_id, .. }) if aggregate_id == *id
     ));
     let orphan = Snapshot::new(
         id,
@@ -298,7 +300,7 @@ pub async fn missing_aggregate_is_not_found<H: RepositoryHarness, M: AccountMode
 pub async fn snapshot_ahead_of_the_stream_is_ignored<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 2)).await;
     store_ahead(&rig, id, "mallory").await;
@@ -312,7 +314,7 @@ pub async fn snapshot_ahead_of_the_stream_is_ignored<H: RepositoryHarness, M: Ac
 /// C22: a replay over a stream whose start is gone (archived) is an error, never a state.
 pub async fn archived_history_is_an_error<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot::<H, M>(&rig, 20, 10).await;
+    let id = &account_with_snapshot::<H, M>(&rig, 20, 10).await;
     rig.events.archive_through(10);
     let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let loaded = repo
@@ -397,7 +399,7 @@ pub async fn invalid_configuration_is_refused<H: RepositoryHarness>(h: &H) {
         })
     ));
     let nameless = rig.builder::<Nameless>().build().expect("build");
-    let mut root = nameless.create_new(Uuid::new_v4());
+    let mut root = nameless.create_new(new_id());
     root.record(deposit(1));
     assert!(matches!(
         nameless.save(&mut root).await,
@@ -418,7 +420,7 @@ pub async fn slow_snapshot_reads_time_out_into_replay<H: RepositoryHarness, M: A
     h: &H,
 ) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot::<H, M>(&rig, 12, 10).await;
+    let id = &account_with_snapshot::<H, M>(&rig, 12, 10).await;
     rig.snapshots.delay_gets(std::time::Duration::from_secs(30));
     let repo = rig
         .builder::<M>()
@@ -445,19 +447,19 @@ pub async fn flaky_snapshot_store_never_breaks_loads_or_saves<
     let rig = Rig::open(h, 1).await;
     rig.snapshots.fail_every(3);
     let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Sync);
-    let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let ids: Vec<AggregateId> = (0..4).map(|_| new_id()).collect();
     for id in &ids {
-        let mut root = repo.create_new(*id);
+        let mut root = repo.create_new(id);
         commit(&repo, &mut root, history("ada", 0)).await;
     }
     for round in 0..15_i64 {
         for id in &ids {
-            let mut root = repo.load(*id).await.expect("load");
+            let mut root = repo.load(id).await.expect("load");
             commit(&repo, &mut root, [deposit(round + 1)]).await;
         }
     }
     for id in &ids {
-        let loaded = repo.load(*id).await.expect("load");
+        let loaded = repo.load(id).await.expect("load");
         assert_eq!(loaded.version(), 16);
         assert_same_as_replay(&rig, &loaded).await;
     }
@@ -479,9 +481,9 @@ pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness, M: AccountMo
     let commands = 200 * crate::soak_factor();
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(5), SnapshotMode::Background);
-    let ids: Vec<Uuid> = (0..AGGREGATES).map(|_| Uuid::new_v4()).collect();
+    let ids: Vec<AggregateId> = (0..AGGREGATES).map(|_| new_id()).collect();
     for id in &ids {
-        let mut root = repo.create_new(*id);
+        let mut root = repo.create_new(id);
         commit(&repo, &mut root, history("ada", 0)).await;
     }
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -492,7 +494,7 @@ pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness, M: AccountMo
             let mut samples = 0_u64;
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 for (i, id) in ids.iter().enumerate() {
-                    let Ok(found) = snapshots.get_snapshot(*id, "Account").await else {
+                    let Ok(found) = snapshots.get_snapshot(id, "Account").await else {
                         continue;
                     };
                     let version = found.map_or(0, |s| s.version);
@@ -515,7 +517,7 @@ pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness, M: AccountMo
             tokio::spawn(async move {
                 let mut conflicts = 0_u64;
                 for command in 0..commands {
-                    let id = ids[(task + command) % AGGREGATES];
+                    let id = &ids[(task + command) % AGGREGATES];
                     loop {
                         let mut root = repo.load(id).await.expect("load");
                         root.record(deposit(1));
@@ -540,7 +542,7 @@ pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness, M: AccountMo
     assert!(reads > 0, "the snapshot versions were sampled");
     let per_aggregate = (TASKS * commands / AGGREGATES) as u64;
     for id in &ids {
-        let loaded = repo.load(*id).await.expect("load");
+        let loaded = repo.load(id).await.expect("load");
         assert_eq!(
             loaded.version(),
             1 + per_aggregate,
@@ -561,7 +563,7 @@ pub async fn concurrent_commands_lose_nothing<H: RepositoryHarness, M: AccountMo
 /// only the later events are replayed; the migrated snapshot is stored for next time.
 pub async fn migrated_snapshot_is_used<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot::<H, AccountV1>(&rig, 14, 10).await;
+    let id = &account_with_snapshot::<H, AccountV1>(&rig, 14, 10).await;
 
     let v2 = rig
         .builder::<AccountV2>()
@@ -588,7 +590,7 @@ pub async fn migrated_snapshot_is_used<H: RepositoryHarness>(h: &H) {
     );
 
     let unmigrated = rig.builder::<AccountV2>().build().unwrap();
-    let id = account_with_snapshot::<H, AccountV1>(&rig, 14, 10).await;
+    let id = &account_with_snapshot::<H, AccountV1>(&rig, 14, 10).await;
     let loaded = unmigrated.load(id).await.expect("load");
     assert_same_as_replay(&rig, &loaded).await;
     let stats = unmigrated.stats();
@@ -601,7 +603,7 @@ pub async fn migrated_snapshot_is_used<H: RepositoryHarness>(h: &H) {
         "without a migration: a full replay"
     );
 
-    let id = account_with_snapshot::<H, AccountV1>(&rig, 14, 10).await;
+    let id = &account_with_snapshot::<H, AccountV1>(&rig, 14, 10).await;
     let v3 = rig
         .builder::<AccountV3>()
         .migrations(MigrationChain::new(vec![to_v3(), to_v2()], 3).unwrap())
@@ -617,7 +619,7 @@ pub async fn migrated_snapshot_is_used<H: RepositoryHarness>(h: &H) {
 /// ahead of the stream is neither counted as migrated nor re-saved.
 pub async fn unused_migrated_snapshot_is_not_stored<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let v1 = rig.repo::<AccountV1>(Never, SnapshotMode::Sync);
     let mut root = v1.create_new(id);
     commit(&v1, &mut root, history("ada", 2)).await;
@@ -650,7 +652,7 @@ pub async fn unused_migrated_snapshot_is_not_stored<H: RepositoryHarness>(h: &H)
 /// D26: a snapshot of the current schema is used as is; no migration runs.
 pub async fn current_schema_needs_no_migration<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot::<H, M>(&rig, 14, 10).await;
+    let id = &account_with_snapshot::<H, M>(&rig, 14, 10).await;
     let repo = rig
         .builder::<M>()
         .migrations(MigrationChain::empty(1).unwrap())
@@ -665,7 +667,7 @@ pub async fn current_schema_needs_no_migration<H: RepositoryHarness, M: AccountM
 /// D27, D30: no complete path: full replay; the next snapshot carries the current schema.
 pub async fn incomplete_path_replays_then_snapshots_at_current_schema<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot::<H, AccountV1>(&rig, 8, 5).await;
+    let id = &account_with_snapshot::<H, AccountV1>(&rig, 8, 5).await;
     let v3 = rig
         .builder::<AccountV3>()
         .migrations(MigrationChain::new(vec![to_v3()], 3).unwrap())
@@ -691,7 +693,7 @@ pub async fn incomplete_path_replays_then_snapshots_at_current_schema<H: Reposit
 /// D28: a snapshot of a newer schema than the code is never downgraded: replay.
 pub async fn newer_snapshot_schema_is_never_downgraded<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let v3 = rig.repo::<AccountV3>(Threshold(5), SnapshotMode::Sync);
     let mut root = v3.create_new(id);
     commit(&v3, &mut root, history("ada", 6)).await;
@@ -709,7 +711,7 @@ pub async fn newer_snapshot_schema_is_never_downgraded<H: RepositoryHarness>(h: 
 /// D29: a migration step that fails is a restore failure: replay.
 pub async fn failing_migration_replays<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot::<H, AccountV1>(&rig, 6, 4).await;
+    let id = &account_with_snapshot::<H, AccountV1>(&rig, 6, 4).await;
     let v2 = rig
         .builder::<AccountV2>()
         .migrations(MigrationChain::new(vec![failing_to_v2()], 2).unwrap())
@@ -724,7 +726,7 @@ pub async fn failing_migration_replays<H: RepositoryHarness>(h: &H) {
 /// schema bump) is a restore failure: replay with the right state, counted.
 pub async fn undeserialisable_state_replays<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 4)).await;
@@ -743,7 +745,7 @@ pub async fn undeserialisable_state_replays<H: RepositoryHarness, M: AccountMode
 pub async fn verify_snapshot_detects_drift<H: RepositoryHarness>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let drifted = rig.repo::<DriftedAccount>(Threshold(5), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     assert_eq!(
         drifted.verify_snapshot(id).await.unwrap(),
         SnapshotCheck::NoSnapshot
@@ -790,7 +792,7 @@ pub async fn rebuild_snapshots_after_a_schema_bump<H: RepositoryHarness>(h: &H) 
     for _ in 0..5 {
         ids.push(account_with_snapshot::<H, AccountV1>(&rig, 6, 4).await);
     }
-    let closed = Uuid::new_v4();
+    let closed = &new_id();
     let v1 = rig.repo::<AccountV1>(Never, SnapshotMode::Manual);
     let mut root = v1.create_new(closed);
     commit(
@@ -817,12 +819,12 @@ pub async fn rebuild_snapshots_after_a_schema_bump<H: RepositoryHarness>(h: &H) 
     for id in &ids {
         let stored = rig
             .snapshots
-            .get_snapshot(*id, "Account")
+            .get_snapshot(id, "Account")
             .await
             .unwrap()
             .unwrap();
         assert_eq!((stored.version, stored.schema_version), (7, 2));
-        let loaded = v2.load(*id).await.unwrap();
+        let loaded = v2.load(id).await.unwrap();
         assert_same_as_replay(&rig, &loaded).await;
     }
     assert_eq!(v2.stats().snapshot_hits, 5);
@@ -843,7 +845,7 @@ pub async fn load_reads_only_events_after_the_snapshot<H: RepositoryHarness, M: 
     h: &H,
 ) {
     let rig = Rig::open(h, 1).await;
-    let id = account_with_snapshot::<H, M>(&rig, 5, 5).await;
+    let id = &account_with_snapshot::<H, M>(&rig, 5, 5).await;
     let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
     let before = rig.events.loads().len();
     let loaded = repo.load(id).await.expect("load");
@@ -857,26 +859,26 @@ pub async fn load_reads_only_events_after_the_snapshot<H: RepositoryHarness, M: 
 pub async fn threshold_snapshots_at_multiples<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(3), SnapshotMode::Sync);
-    let mut root = repo.create_new(Uuid::new_v4());
+    let mut root = repo.create_new(new_id());
     commit_each(&repo, &mut root, history("ada", 2)).await;
     assert_eq!(rig.snapshots.written_versions(), vec![3]);
 
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(10), SnapshotMode::Sync);
-    let mut root = repo.create_new(Uuid::new_v4());
+    let mut root = repo.create_new(new_id());
     commit(&repo, &mut root, history("ada", 0)).await;
     assert!(rig.snapshots.written().is_empty());
 
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(100), SnapshotMode::Sync);
-    let mut root = repo.create_new(Uuid::new_v4());
+    let mut root = repo.create_new(new_id());
     commit_each(&repo, &mut root, history("ada", 249)).await;
     assert_eq!(rig.snapshots.written_versions(), vec![100, 200]);
     assert_eq!(repo.stats().snapshots_written, 2);
 
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Never, SnapshotMode::Sync);
-    let mut root = repo.create_new(Uuid::new_v4());
+    let mut root = repo.create_new(new_id());
     commit_each(&repo, &mut root, history("ada", 20)).await;
     commit(&repo, &mut root, history("ada", 200).into_iter().skip(1)).await;
     assert!(rig.snapshots.written().is_empty(), "Never never snapshots");
@@ -886,7 +888,7 @@ pub async fn threshold_snapshots_at_multiples<H: RepositoryHarness, M: AccountMo
 pub async fn one_big_save_snapshots_once<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(5), SnapshotMode::Sync);
-    let mut root = repo.create_new(Uuid::new_v4());
+    let mut root = repo.create_new(new_id());
     commit(&repo, &mut root, history("ada", 9)).await;
     assert_eq!(rig.snapshots.written_versions(), vec![10]);
 }
@@ -901,7 +903,7 @@ pub async fn crossing_a_boundary_snapshots_at_the_new_version<
 ) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(5), SnapshotMode::Sync);
-    let mut root = repo.create_new(Uuid::new_v4());
+    let mut root = repo.create_new(new_id());
     let events = history("ada", 11);
     for chunk in events.chunks(3) {
         commit(&repo, &mut root, chunk.to_vec()).await;
@@ -914,7 +916,7 @@ pub async fn crossing_a_boundary_snapshots_at_the_new_version<
 pub async fn empty_save_writes_nothing<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     assert_eq!(repo.save(&mut root).await.expect("save"), 0);
     commit(&repo, &mut root, history("ada", 1)).await;
@@ -929,7 +931,7 @@ pub async fn empty_save_writes_nothing<H: RepositoryHarness, M: AccountModel>(h:
 pub async fn manual_mode_and_create_snapshot<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Manual);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     commit_each(&repo, &mut root, history("ada", 4)).await;
     assert!(rig.snapshots.written().is_empty());
@@ -976,7 +978,7 @@ pub async fn manual_mode_and_create_snapshot<H: RepositoryHarness, M: AccountMod
 pub async fn conflict_writes_nothing<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 1)).await;
     let mut first = repo.load(id).await.expect("load");
@@ -1009,7 +1011,7 @@ pub async fn conflict_writes_nothing<H: RepositoryHarness, M: AccountModel>(h: &
 pub async fn load_at_gives_historical_state<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 3).await;
     let repo = rig.repo::<M>(Threshold(4), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     commit_each(&repo, &mut root, history("ada", 19)).await;
     let replay = rig.replay::<M>();
@@ -1036,7 +1038,7 @@ pub async fn load_at_gives_historical_state<H: RepositoryHarness, M: AccountMode
 pub async fn discarded_aggregate_is_not_found<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Sync);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 2)).await;
     commit(&repo, &mut root, [AccountEvent::Closed]).await;
@@ -1064,7 +1066,7 @@ pub async fn background_save_does_not_wait_for_the_write<H: RepositoryHarness, M
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Background);
     rig.snapshots.close_gate();
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 1)).await;
     assert_eq!(
@@ -1083,7 +1085,7 @@ pub async fn await_pending_waits_for_every_aggregate<H: RepositoryHarness, M: Ac
     let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Background);
     rig.snapshots.close_gate();
     for _ in 0..3 {
-        let mut root = repo.create_new(Uuid::new_v4());
+        let mut root = repo.create_new(new_id());
         commit(&repo, &mut root, history("ada", 0)).await;
     }
     assert_eq!(repo.pending_snapshot_count(), 3);
@@ -1100,7 +1102,7 @@ pub async fn background_failures_are_counted_not_returned<H: RepositoryHarness, 
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Background);
     rig.snapshots.fail_saves(true);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 1)).await;
     // The write may already be done (and counted) when the wait starts.
@@ -1120,7 +1122,7 @@ pub async fn background_captures_state_when_scheduled<H: RepositoryHarness, M: A
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(2), SnapshotMode::Background);
     rig.snapshots.close_gate();
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 1)).await;
     root.record(deposit(1_000));
@@ -1140,7 +1142,7 @@ pub async fn background_captures_state_when_scheduled<H: RepositoryHarness, M: A
 pub async fn background_coalesces_rapid_saves<H: RepositoryHarness, M: AccountModel>(h: &H) {
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Background);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     rig.snapshots.close_gate();
     commit_each(&repo, &mut root, history("ada", 999)).await;
@@ -1171,7 +1173,7 @@ pub async fn shutdown_and_drop_with_pending_writes<H: RepositoryHarness, M: Acco
     let rig = Rig::open(h, 1).await;
     let repo = rig.repo::<M>(Threshold(1), SnapshotMode::Background);
     rig.snapshots.close_gate();
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     commit(&repo, &mut root, history("ada", 0)).await;
     let mut shutdown = std::pin::pin!(repo.shutdown());
@@ -1187,7 +1189,7 @@ pub async fn shutdown_and_drop_with_pending_writes<H: RepositoryHarness, M: Acco
 
     let other = rig.repo::<M>(Threshold(1), SnapshotMode::Background);
     rig.snapshots.close_gate();
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = other.create_new(id);
     commit(&other, &mut root, history("ada", 2)).await;
     drop(other);

@@ -6,21 +6,25 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use snap_core::{InvalidInput, Snapshot, SnapshotError, SnapshotStore, validate};
+use snap_core::{AggregateId, InvalidInput, Snapshot, SnapshotError, SnapshotStore, validate};
 use time::macros::datetime;
-use uuid::Uuid;
 
 use crate::SnapshotStoreHarness;
-use crate::fixtures::{snapshot, snapshot_with};
+use crate::fixtures::{at_micros, new_id, snapshot, snapshot_with};
 
 const ORDER: &str = "Order";
 const USER: &str = "User";
 
-async fn get(store: &impl SnapshotStore, id: Uuid, ty: &str) -> Option<Snapshot> {
+async fn get(store: &impl SnapshotStore, id: &AggregateId, ty: &str) -> Option<Snapshot> {
     store.get_snapshot(id, ty).await.expect("get_snapshot")
 }
 
-async fn get_at(store: &impl SnapshotStore, id: Uuid, ty: &str, max: u64) -> Option<Snapshot> {
+async fn get_at(
+    store: &impl SnapshotStore,
+    id: &AggregateId,
+    ty: &str,
+    max: u64,
+) -> Option<Snapshot> {
     store
         .get_snapshot_at(id, ty, max)
         .await
@@ -34,7 +38,7 @@ async fn save(store: &impl SnapshotStore, s: &Snapshot) {
         .unwrap_or_else(|e| panic!("save_snapshot({s}) failed: {e:?}"));
 }
 
-async fn version_of(store: &impl SnapshotStore, id: Uuid, ty: &str) -> Option<u64> {
+async fn version_of(store: &impl SnapshotStore, id: &AggregateId, ty: &str) -> Option<u64> {
     get(store, id, ty).await.map(|s| s.version)
 }
 
@@ -43,7 +47,7 @@ async fn version_of(store: &impl SnapshotStore, id: Uuid, ty: &str) -> Option<u6
 /// integer `-2000697940258527700`; found by the hostile-input property).
 pub async fn large_floats_stay_floats<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let floats = large_floats();
     let saved = snapshot_with(id, ORDER, 1, 1, json!({ "floats": floats }));
     save(&store, &saved).await;
@@ -75,7 +79,7 @@ pub fn large_floats() -> Value {
 /// A1: an empty store finds nothing and deletes nothing.
 pub async fn empty_store_has_nothing<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     assert_eq!(get(&store, id, ORDER).await, None);
     assert_eq!(get_at(&store, id, ORDER, u64::MAX).await, None);
     assert!(!store.snapshot_exists(id, ORDER).await.unwrap());
@@ -89,7 +93,7 @@ pub async fn empty_store_has_nothing<H: SnapshotStoreHarness>(h: &H) {
 /// A2: a saved snapshot comes back equal in every field, `created_at` to the microsecond.
 pub async fn round_trip_is_exact<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let saved = snapshot_with(
         id,
         ORDER,
@@ -104,30 +108,78 @@ pub async fn round_trip_is_exact<H: SnapshotStoreHarness>(h: &H) {
     assert_eq!(get_at(&store, id, ORDER, 5).await, Some(saved));
 }
 
-/// `created_at` is stored in UTC to the microsecond on every backend: finer precision and
-/// other offsets are normalised, never refused.
+/// `created_at` and `updated_at` are stored in UTC to the microsecond on every backend: finer
+/// precision and other offsets are normalised, never refused.
 pub async fn timestamps_are_normalised<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut saved = snapshot(id, ORDER, 1, 1);
     saved.created_at = datetime!(2024-02-29 12:00:00.123_456_789 +05:30);
+    saved.updated_at = datetime!(2024-02-29 12:00:01.999_999_999 -01:00);
     save(&store, &saved).await;
     let loaded = get(&store, id, ORDER).await.expect("saved");
     assert_eq!(
-        loaded.created_at,
-        datetime!(2024-02-29 06:30:00.123_456 UTC)
+        (loaded.created_at, loaded.updated_at),
+        (
+            datetime!(2024-02-29 06:30:00.123_456 UTC),
+            datetime!(2024-02-29 13:00:01.999_999 UTC)
+        )
     );
     assert_eq!(loaded.created_at.offset(), time::UtcOffset::UTC);
-    let before_epoch =
-        snapshot(id, ORDER, 2, 1).with_created_at(datetime!(1969-07-20 20:17:40.5 UTC));
+    assert_eq!(loaded.updated_at.offset(), time::UtcOffset::UTC);
+    let before_epoch = snapshot(id, ORDER, 2, 1)
+        .with_created_at(loaded.created_at)
+        .with_updated_at(datetime!(1969-07-20 20:17:40.5 UTC));
     save(&store, &before_epoch).await;
     assert_eq!(get(&store, id, ORDER).await, Some(before_epoch));
+}
+
+/// waku's data model: a snapshot that replaces another keeps its `created_at` (when the
+/// aggregate was first snapshotted) and carries its own `updated_at` (when it was taken), at
+/// a higher version and at the same one; history rows keep theirs; after a delete the next
+/// snapshot starts afresh.
+pub async fn a_replacement_keeps_when_the_aggregate_was_first_snapshotted<
+    H: SnapshotStoreHarness,
+>(
+    h: &H,
+) {
+    let taken = |seconds: i64| at_micros(seconds * 1_000_000);
+    for keep in [1, 3] {
+        let store = h.open(keep).await;
+        let id = &new_id();
+        let first = snapshot(id, ORDER, 1, 1).with_created_at(taken(1));
+        save(&store, &first).await;
+        let second = snapshot(id, ORDER, 2, 1).with_created_at(taken(2));
+        save(&store, &second).await;
+        let bumped = snapshot(id, ORDER, 2, 2).with_created_at(taken(3));
+        save(&store, &bumped).await;
+        let latest = get(&store, id, ORDER).await.expect("saved");
+        assert_eq!(
+            (latest.schema_version, latest.created_at, latest.updated_at),
+            (2, taken(1), taken(3)),
+            "keep_history({keep})"
+        );
+        if keep > 1 {
+            let older = get_at(&store, id, ORDER, 1).await.expect("retained");
+            assert_eq!((older.created_at, older.updated_at), (taken(1), taken(1)));
+        }
+        save(&store, &snapshot(id, ORDER, 1, 1).with_created_at(taken(4))).await;
+        assert_eq!(
+            get(&store, id, ORDER).await.map(|s| s.updated_at),
+            Some(taken(3)),
+            "a lower version changes nothing"
+        );
+        assert!(store.delete_snapshot(id, ORDER).await.unwrap());
+        let again = snapshot(id, ORDER, 5, 1).with_created_at(taken(5));
+        save(&store, &again).await;
+        assert_eq!(get(&store, id, ORDER).await, Some(again));
+    }
 }
 
 /// A3: saving S(1) then S(2) leaves S(2), and with the default retention only one row.
 pub async fn newer_version_replaces_older<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     save(&store, &snapshot(id, ORDER, 1, 1)).await;
     save(&store, &snapshot(id, ORDER, 2, 1)).await;
     assert_eq!(
@@ -148,7 +200,7 @@ pub async fn newer_version_replaces_older<H: SnapshotStoreHarness>(h: &H) {
 /// A4: an equal version replaces, including a schema bump at the same version.
 pub async fn equal_version_replaces<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     save(&store, &snapshot_with(id, ORDER, 5, 1, json!({"s": "a"}))).await;
     save(&store, &snapshot_with(id, ORDER, 5, 1, json!({"s": "b"}))).await;
     assert_eq!(
@@ -163,7 +215,7 @@ pub async fn equal_version_replaces<H: SnapshotStoreHarness>(h: &H) {
 /// B15: saving S(10) then S(5) leaves S(10): a store never moves backwards.
 pub async fn lower_version_is_ignored<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let ten = snapshot(id, ORDER, 10, 1);
     save(&store, &ten).await;
     save(&store, &snapshot(id, ORDER, 5, 7)).await;
@@ -174,7 +226,7 @@ pub async fn lower_version_is_ignored<H: SnapshotStoreHarness>(h: &H) {
 /// A5: one UUID under two types is two independent snapshots.
 pub async fn ids_are_scoped_by_type<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let order = snapshot(id, ORDER, 3, 1);
     let user = snapshot(id, USER, 8, 2);
     save(&store, &order).await;
@@ -195,14 +247,14 @@ pub async fn ids_are_scoped_by_type<H: SnapshotStoreHarness>(h: &H) {
 /// A6: delete returns true for an existing snapshot, then false.
 pub async fn delete_reports_whether_it_existed<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
-    let other = Uuid::new_v4();
+    let id = &new_id();
+    let other = &new_id();
     save(&store, &snapshot(id, ORDER, 1, 1)).await;
     save(&store, &snapshot(other, ORDER, 1, 1)).await;
     assert!(store.delete_snapshot(id, ORDER).await.unwrap());
     assert_eq!(get(&store, id, ORDER).await, None);
     assert!(!store.delete_snapshot(id, ORDER).await.unwrap());
-    assert!(!store.delete_snapshot(Uuid::new_v4(), ORDER).await.unwrap());
+    assert!(!store.delete_snapshot(&new_id(), ORDER).await.unwrap());
     assert!(
         store.snapshot_exists(other, ORDER).await.unwrap(),
         "only the named aggregate goes"
@@ -212,35 +264,32 @@ pub async fn delete_reports_whether_it_existed<H: SnapshotStoreHarness>(h: &H) {
 /// A7: delete by type with 3 Order and 2 User removes 3; User is untouched.
 pub async fn delete_by_type_counts_and_isolates<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let orders: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
-    let users: Vec<Uuid> = (0..2).map(|_| Uuid::new_v4()).collect();
+    let orders: Vec<AggregateId> = (0..3).map(|_| new_id()).collect();
+    let users: Vec<AggregateId> = (0..2).map(|_| new_id()).collect();
     for (i, id) in (1..).zip(&orders) {
-        save(&store, &snapshot(*id, ORDER, i, 1)).await;
+        save(&store, &snapshot(id, ORDER, i, 1)).await;
     }
     for (i, id) in (1..).zip(&users) {
-        save(&store, &snapshot(*id, USER, i, 1)).await;
+        save(&store, &snapshot(id, USER, i, 1)).await;
     }
     assert_eq!(
         store.delete_snapshots_by_type(ORDER, None).await.unwrap(),
         3
     );
     for id in &orders {
-        assert!(!store.snapshot_exists(*id, ORDER).await.unwrap());
+        assert!(!store.snapshot_exists(id, ORDER).await.unwrap());
     }
     for (i, id) in (1..).zip(&users) {
-        assert_eq!(
-            get(&store, *id, USER).await,
-            Some(snapshot(*id, USER, i, 1))
-        );
+        assert_eq!(get(&store, id, USER).await, Some(snapshot(id, USER, i, 1)));
     }
 }
 
 /// A8: the schema bound is strict: only `schema_version < below` goes.
 pub async fn delete_by_type_schema_bound_is_strict<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    let ids: Vec<AggregateId> = (0..3).map(|_| new_id()).collect();
     for (sv, id) in (1..).zip(&ids) {
-        save(&store, &snapshot(*id, ORDER, 4, sv)).await;
+        save(&store, &snapshot(id, ORDER, 4, sv)).await;
     }
     assert_eq!(
         store
@@ -249,14 +298,14 @@ pub async fn delete_by_type_schema_bound_is_strict<H: SnapshotStoreHarness>(h: &
             .unwrap(),
         2
     );
-    assert!(!store.snapshot_exists(ids[0], ORDER).await.unwrap());
-    assert!(!store.snapshot_exists(ids[1], ORDER).await.unwrap());
+    assert!(!store.snapshot_exists(&ids[0], ORDER).await.unwrap());
+    assert!(!store.snapshot_exists(&ids[1], ORDER).await.unwrap());
     assert_eq!(
-        get(&store, ids[2], ORDER).await,
-        Some(snapshot(ids[2], ORDER, 4, 3))
+        get(&store, &ids[2], ORDER).await,
+        Some(snapshot(&ids[2], ORDER, 4, 3))
     );
 
-    let five = Uuid::new_v4();
+    let five = &new_id();
     save(&store, &snapshot(five, USER, 1, 5)).await;
     assert_eq!(
         store.delete_snapshots_by_type(USER, Some(5)).await.unwrap(),
@@ -272,7 +321,7 @@ pub async fn delete_by_type_schema_bound_is_strict<H: SnapshotStoreHarness>(h: &
 /// A9: delete by type with nothing to delete returns 0 and changes nothing.
 pub async fn delete_by_type_without_match_is_zero<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     save(&store, &snapshot(id, ORDER, 1, 2)).await;
     assert_eq!(store.delete_snapshots_by_type(USER, None).await.unwrap(), 0);
     assert_eq!(
@@ -336,7 +385,7 @@ pub fn edge_case_states() -> Vec<(&'static str, Value)> {
 pub async fn edge_case_states_round_trip<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
     for (name, state) in edge_case_states() {
-        let id = Uuid::new_v4();
+        let id = &new_id();
         let saved = snapshot_with(id, ORDER, 1, 1, state);
         save(&store, &saved).await;
         let loaded = get(&store, id, ORDER).await;
@@ -350,7 +399,7 @@ pub async fn edge_case_states_round_trip<H: SnapshotStoreHarness>(h: &H) {
 /// A12: changing a value after save or after get never changes the stored copy.
 pub async fn stored_copies_are_independent<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let original = snapshot(id, ORDER, 3, 1);
     let mut local = original.clone();
     save(&store, &local).await;
@@ -366,8 +415,8 @@ pub async fn stored_copies_are_independent<H: SnapshotStoreHarness>(h: &H) {
 /// retained version at or below the bound, and delete removes them all.
 pub async fn retention_keeps_the_highest_versions<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(3).await;
-    let id = Uuid::new_v4();
-    let other = Uuid::new_v4();
+    let id = &new_id();
+    let other = &new_id();
     for v in 11..=15 {
         save(&store, &snapshot(id, ORDER, v, 1)).await;
     }
@@ -408,7 +457,7 @@ pub async fn retention_keeps_the_highest_versions<H: SnapshotStoreHarness>(h: &H
 /// an equal version replaces in place, and delete by type counts every retained row.
 pub async fn retention_never_takes_older_versions<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(3).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     save(&store, &snapshot(id, ORDER, 10, 1)).await;
     save(&store, &snapshot(id, ORDER, 12, 1)).await;
     save(&store, &snapshot(id, ORDER, 11, 1)).await;
@@ -450,7 +499,7 @@ pub async fn retention_never_takes_older_versions<H: SnapshotStoreHarness>(h: &H
 /// apart.)
 pub async fn retention_after_deleting_the_latest_by_schema<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(3).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     save(&store, &snapshot(id, ORDER, 10, 3)).await;
     save(&store, &snapshot(id, ORDER, 12, 1)).await;
     assert_eq!(
@@ -491,7 +540,7 @@ pub async fn retention_after_deleting_the_latest_by_schema<H: SnapshotStoreHarne
 /// `u32::MAX`, a 255-byte type name.
 pub async fn version_and_schema_bounds_round_trip<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let top = snapshot(id, ORDER, validate::MAX_VERSION, u32::MAX);
     save(&store, &top).await;
     assert_eq!(get(&store, id, ORDER).await, Some(top.clone()));
@@ -526,7 +575,7 @@ pub const HOSTILE_TYPES: [&str; 8] = [
 /// names they resemble.
 pub async fn hostile_type_names_round_trip<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     for (v, ty) in (1..).zip(HOSTILE_TYPES) {
         save(&store, &snapshot(id, ty, v, 1)).await;
     }
@@ -557,14 +606,14 @@ pub async fn hostile_type_names_round_trip<H: SnapshotStoreHarness>(h: &H) {
 /// Fifty aggregates of two types, saved interleaved, each read back as its own.
 pub async fn many_aggregates_stay_apart<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let ids: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
+    let ids: Vec<AggregateId> = (0..50).map(|_| new_id()).collect();
     for (i, id) in (1..).zip(&ids) {
-        save(&store, &snapshot(*id, ORDER, i, 1)).await;
-        save(&store, &snapshot(*id, USER, i + 100, 1)).await;
+        save(&store, &snapshot(id, ORDER, i, 1)).await;
+        save(&store, &snapshot(id, USER, i + 100, 1)).await;
     }
     for (i, id) in (1..).zip(&ids) {
-        assert_eq!(version_of(&store, *id, ORDER).await, Some(i));
-        assert_eq!(version_of(&store, *id, USER).await, Some(i + 100));
+        assert_eq!(version_of(&store, id, ORDER).await, Some(i));
+        assert_eq!(version_of(&store, id, USER).await, Some(i + 100));
     }
     assert_eq!(
         store.delete_snapshots_by_type(USER, None).await.unwrap(),
@@ -576,14 +625,14 @@ pub async fn many_aggregates_stay_apart<H: SnapshotStoreHarness>(h: &H) {
 /// leave one whole row at the highest version.
 pub async fn concurrent_saves_keep_the_highest<H: SnapshotStoreHarness>(h: &H) {
     let store = Arc::new(h.open(1).await);
-    let id = Uuid::new_v4();
+    let id = &new_id();
     // A fixed scramble of 1..=16 so the highest version is neither first nor last.
     let versions = [7u64, 13, 2, 16, 9, 1, 12, 5, 15, 3, 10, 8, 14, 4, 11, 6];
     let tasks: Vec<_> = versions
         .iter()
         .map(|&v| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move { store.save_snapshot(&snapshot(id, ORDER, v, 1)).await })
+            let (store, id) = (Arc::clone(&store), id.clone());
+            tokio::spawn(async move { store.save_snapshot(&snapshot(&id, ORDER, v, 1)).await })
         })
         .collect();
     for task in tasks {
@@ -604,9 +653,9 @@ pub async fn concurrent_saves_keep_the_highest<H: SnapshotStoreHarness>(h: &H) {
 /// before the delete survives it. A barrier releases the writers and the delete together.
 pub async fn delete_by_type_alongside_saves<H: SnapshotStoreHarness>(h: &H) {
     let store = Arc::new(h.open(1).await);
-    let old: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
+    let old: Vec<AggregateId> = (0..20).map(|_| new_id()).collect();
     for id in &old {
-        save(&*store, &snapshot(*id, ORDER, 1, 1)).await;
+        save(&*store, &snapshot(id, ORDER, 1, 1)).await;
     }
     let start = Arc::new(tokio::sync::Barrier::new(5));
     let writers: Vec<_> = (0..4)
@@ -615,7 +664,7 @@ pub async fn delete_by_type_alongside_saves<H: SnapshotStoreHarness>(h: &H) {
             tokio::spawn(async move {
                 start.wait().await;
                 for i in 0..10u32 {
-                    let id = Uuid::new_v4();
+                    let id = &new_id();
                     store
                         .save_snapshot(&snapshot(id, ORDER, 1, 1 + (i + w) % 2))
                         .await?;
@@ -641,7 +690,7 @@ pub async fn delete_by_type_alongside_saves<H: SnapshotStoreHarness>(h: &H) {
         "the 20 rows written before the delete go (deleted {deleted})"
     );
     for id in &old {
-        assert!(!store.snapshot_exists(*id, ORDER).await.unwrap());
+        assert!(!store.snapshot_exists(id, ORDER).await.unwrap());
     }
 }
 
@@ -658,7 +707,7 @@ type Edit = fn(&mut Snapshot);
 /// Bad snapshots of every kind are typed `InvalidInput` errors and write nothing.
 pub async fn invalid_snapshots_are_rejected<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let good = snapshot(id, ORDER, 3, 1);
     save(&store, &good).await;
     let edits: [(&str, Edit); 14] = [
@@ -723,7 +772,7 @@ pub async fn invalid_snapshots_are_rejected<H: SnapshotStoreHarness>(h: &H) {
 /// Lookups and deletes with a bad type name are typed `InvalidInput` errors.
 pub async fn invalid_lookups_are_rejected<H: SnapshotStoreHarness>(h: &H) {
     let store = h.open(1).await;
-    let id = Uuid::new_v4();
+    let id = &new_id();
     for ty in [String::new(), "y".repeat(256), "a\0".to_owned()] {
         expect_invalid(store.get_snapshot(id, &ty).await, "get_snapshot");
         expect_invalid(store.get_snapshot_at(id, &ty, 1).await, "get_snapshot_at");

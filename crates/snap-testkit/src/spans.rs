@@ -13,7 +13,8 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
-use uuid::Uuid;
+
+use crate::fixtures::new_id;
 
 use crate::RepositoryHarness;
 use crate::accounts::{AccountEvent, AccountV1};
@@ -155,7 +156,7 @@ pub async fn store_calls_are_traced<H: RepositoryHarness>(h: &H) {
     let repo = rig.repo::<AccountV1>(Threshold(2), SnapshotMode::Sync);
     let log = SpanLog::default();
     let _capturing = log.capture();
-    let id = Uuid::new_v4();
+    let id = &new_id();
     let mut root = repo.create_new(id);
     let opened = AccountEvent::Opened {
         owner: "ada".into(),

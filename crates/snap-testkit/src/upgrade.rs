@@ -4,7 +4,7 @@
 //! [`state`] give their contents.
 
 use serde_json::{Value, json};
-use snap_core::{EventStore, NewEvent, Snapshot, SnapshotStore};
+use snap_core::{AggregateId, EventStore, NewEvent, Snapshot, SnapshotStore};
 use uuid::Uuid;
 
 /// The aggregate type of the rows.
@@ -24,13 +24,16 @@ pub fn state(events: i64) -> Value {
 }
 
 /// Each stream `(id, n)` holds events 1 to `n` with [`payload`] and a snapshot at `n - 1` with
-/// [`state`]; then an append and a newer snapshot succeed on it.
+/// [`state`], whose `updated_at` is its `created_at`; then an append and a newer snapshot
+/// succeed on it, the newer snapshot keeping the first one's `created_at`. A stream with a
+/// string id is written and read back too.
 pub async fn rows_read_back_and_take_writes(
     events: &impl EventStore,
     snapshots: &impl SnapshotStore,
     streams: &[(Uuid, i64)],
 ) {
-    for &(id, n) in streams {
+    for &(uuid, n) in streams {
+        let id = &AggregateId::from(uuid);
         let count = u64::try_from(n).expect("a positive count");
         let stored = events
             .load(id, TYPE, 0, None)
@@ -54,9 +57,11 @@ pub async fn rows_read_back_and_take_writes(
             (count - 1, SCHEMA)
         );
         assert_eq!(snapshot.state, state(n));
+        assert_eq!(snapshot.updated_at, snapshot.created_at);
         let new = vec![NewEvent::new("Deposited", json!({"amount": 1}))];
         let version = events.append(id, TYPE, count, new).await.expect("append");
         let newer = Snapshot::new(id, TYPE, version, json!({"balance": 1}), SCHEMA);
+        let newer = newer.with_updated_at(snapshot.created_at + time::Duration::seconds(5));
         snapshots
             .save_snapshot(&newer)
             .await
@@ -65,6 +70,23 @@ pub async fn rows_read_back_and_take_writes(
             .get_snapshot(id, TYPE)
             .await
             .expect("read it back");
-        assert_eq!(latest.map(|s| s.version), Some(count + 1));
+        let latest = latest.expect("the newer snapshot");
+        assert_eq!(latest.version, count + 1);
+        assert_eq!(
+            (latest.created_at, latest.updated_at),
+            (snapshot.created_at, newer.updated_at),
+            "a replacement keeps when the aggregate was first snapshotted"
+        );
     }
+    let named = &AggregateId::parse("Account-after the upgrade/ü").expect("a valid id");
+    let new = vec![NewEvent::new("Deposited", json!({"amount": 1}))];
+    assert_eq!(events.append(named, TYPE, 0, new).await.expect("append"), 1);
+    let snapshot = Snapshot::new(named, TYPE, 1, json!({"balance": 1}), SCHEMA);
+    snapshots.save_snapshot(&snapshot).await.expect("save");
+    assert_eq!(
+        snapshots.get_snapshot(named, TYPE).await.expect("read"),
+        Some(snapshot)
+    );
+    let loaded = events.load(named, TYPE, 0, None).await.expect("load");
+    assert_eq!(&loaded[0].aggregate_id, named);
 }
