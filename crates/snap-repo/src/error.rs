@@ -66,6 +66,21 @@ pub enum RepositoryError {
     /// `create_snapshot`'s write failed.
     #[error("the snapshot store failed")]
     Snapshot(#[from] SnapshotError),
+    /// `create_snapshot` of a state older than the aggregate's stored snapshot: stores never
+    /// move back, so nothing was written. Load the aggregate at its head to snapshot it.
+    #[error(
+        "{aggregate_type}/{aggregate_id} at version {version} is older than its stored snapshot at version {stored}; nothing was written"
+    )]
+    SnapshotSuperseded {
+        /// The aggregate.
+        aggregate_id: AggregateId,
+        /// Its type.
+        aggregate_type: String,
+        /// The version of the state given.
+        version: u64,
+        /// The version of the stored snapshot.
+        stored: u64,
+    },
 }
 
 impl From<EventStoreError> for RepositoryError {

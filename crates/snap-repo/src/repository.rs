@@ -494,7 +494,10 @@ impl<A: Aggregate> AggregateRepository<A> {
 
     /// Snapshots the root's committed state now, whatever the strategy, and returns the
     /// snapshot. Errors are returned (unlike automatic snapshots): no snapshot store,
-    /// uncommitted events, or the store's failure.
+    /// uncommitted events, the store's failure, or
+    /// [`RepositoryError::SnapshotSuperseded`] when the stored snapshot is newer than the root
+    /// (stores never move back, so there is nothing to write; the same version is written
+    /// again). An unreadable stored snapshot is overwritten.
     pub async fn create_snapshot(
         &self,
         root: &AggregateRoot<A>,
@@ -505,6 +508,22 @@ impl<A: Aggregate> AggregateRepository<A> {
             .as_ref()
             .ok_or(RepositoryError::NoSnapshotStore)?;
         let snapshot = root.to_snapshot_with(&*self.inner.codec)?;
+        let stored = self
+            .within_timeout(store.get_snapshot(root.id(), A::TYPE))
+            .await
+            .unwrap_or_else(|| Err(timed_out("read")));
+        match stored {
+            Ok(Some(stored)) if stored.version > snapshot.version => {
+                return Err(RepositoryError::SnapshotSuperseded {
+                    aggregate_id: root.id().clone(),
+                    aggregate_type: A::TYPE.to_owned(),
+                    version: snapshot.version,
+                    stored: stored.version,
+                });
+            }
+            Ok(_) | Err(SnapshotError::Deserialization { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
         self.within_timeout(store.save_snapshot(&snapshot))
             .await
             .unwrap_or_else(|| Err(timed_out("write")))?;

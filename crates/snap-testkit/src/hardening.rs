@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use snap_core::{Aggregate, EncodeError, EventStore, SnapshotStore};
 use snap_repo::RepositoryError;
-use snap_strategy::{SnapshotMode, Threshold};
+use snap_strategy::{Never, SnapshotMode, Threshold};
 
 use crate::fixtures::new_id;
 
@@ -52,6 +52,44 @@ impl Aggregate for Tally {
 
 fn added(n: i64, bonus: i64) -> TallyEvent {
     TallyEvent::Added { n, bonus }
+}
+
+/// `create_snapshot` of a state older than the stored snapshot is refused with
+/// [`RepositoryError::SnapshotSuperseded`]: stores never move back, so nothing would be
+/// written, and nothing is counted as written. The same version again (a schema bump
+/// re-snapshots at one version) is a write.
+pub async fn a_snapshot_older_than_the_stored_one_is_refused<H: RepositoryHarness>(h: &H) {
+    for keep in [1, 3] {
+        let rig = Rig::open(h, keep).await;
+        let repo = rig.repo::<Tally>(Never, SnapshotMode::Manual);
+        let id = &new_id();
+        let mut root = repo.create_new(id);
+        for n in 1..=6 {
+            root.record(added(n, 0));
+        }
+        repo.save(&mut root).await.unwrap();
+        repo.create_snapshot(&root).await.unwrap();
+        let older = repo.load_at(id, 4).await.unwrap();
+        match repo.create_snapshot(&older).await {
+            Err(RepositoryError::SnapshotSuperseded {
+                aggregate_id,
+                version: 4,
+                stored: 6,
+                ..
+            }) => assert_eq!(&aggregate_id, id),
+            other => panic!("keep_history({keep}): an older snapshot was taken: {other:?}"),
+        }
+        assert_eq!(repo.stats().snapshots_written, 1, "keep_history({keep})");
+        let latest = rig.snapshots.get_snapshot(id, "Tally").await.unwrap();
+        assert_eq!(latest.map(|s| s.version), Some(6), "keep_history({keep})");
+        let below = rig.snapshots.get_snapshot_at(id, "Tally", 5).await.unwrap();
+        assert_eq!(
+            below, None,
+            "keep_history({keep}): nothing was written at 4"
+        );
+        repo.create_snapshot(&root).await.unwrap();
+        assert_eq!(repo.stats().snapshots_written, 2, "keep_history({keep})");
+    }
 }
 
 /// An event that loses a field on its way to the store: the state the writer holds after the

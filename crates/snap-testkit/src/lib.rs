@@ -364,6 +364,7 @@ macro_rules! repository_conformance {
             a_snapshot_of_lossy_events_equals_a_full_replay,
             an_event_that_cannot_be_read_back_is_refused,
             a_failed_background_write_is_not_counted_as_a_snapshot,
+            a_snapshot_older_than_the_stored_one_is_refused,
         );
 
         #[test]
