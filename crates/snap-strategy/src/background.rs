@@ -364,14 +364,21 @@ impl Drop for LostOnDrop {
 }
 
 /// A worker: takes the oldest queued write whose aggregate has none running, writes it, and
-/// repeats until nothing is left it may start.
-async fn work(shared: Arc<Shared>) {
-    let mut guard = LostOnDrop {
+/// repeats until nothing is left it may start. The guard that counts lost writes is made
+/// before the worker's future, so a worker that the runtime drops without ever polling it
+/// counts them too.
+fn work(shared: Arc<Shared>) -> impl Future<Output = ()> + Send + 'static {
+    let guard = LostOnDrop {
         shared: Arc::clone(&shared),
         armed: true,
     };
-    drain(&shared).await;
-    guard.armed = false;
+    async move {
+        // The whole guard moves into the future (a field assignment alone would capture only
+        // the field, and drop the guard here, under the caller's lock).
+        let mut guard = guard;
+        drain(&shared).await;
+        guard.armed = false;
+    }
 }
 
 async fn drain(shared: &Arc<Shared>) {

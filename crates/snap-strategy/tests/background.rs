@@ -175,6 +175,35 @@ fn without_a_runtime_requests_are_dropped_not_lost_in_a_queue() {
     assert_eq!(snapshotter.pending_count(), 0);
 }
 
+/// The same when the runtime stops before its workers ever ran: a current-thread runtime that
+/// is never driven drops the worker unpolled. (This once lost the count: the guard that
+/// counts was made inside the worker's body, which an unpolled worker never runs.)
+#[test]
+fn writes_queued_on_a_runtime_that_never_ran_are_counted() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let snapshotter = {
+        let _entered = runtime.enter();
+        let (_, snapshotter) = setup(BackgroundConfig::default());
+        for _ in 0..5 {
+            assert_eq!(
+                snapshotter.schedule(snapshot(&Uuid::new_v4().into(), 1)),
+                Scheduled::Queued
+            );
+        }
+        snapshotter
+    };
+    drop(runtime);
+    let stats = snapshotter.stats();
+    assert_eq!(
+        (stats.written, stats.failed, stats.dropped),
+        (0, 0, 5),
+        "{stats:?}"
+    );
+}
+
 /// Writes still queued or running when the runtime stops are not lost without a word: they
 /// are counted as dropped (and logged), so written + failed + dropped covers every request.
 #[test]
