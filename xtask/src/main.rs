@@ -198,11 +198,12 @@ fn test(extra: &[String]) -> Result {
     cargo(&args, &[])
 }
 
-/// The test suite as CI runs it: the PostgreSQL tests must reach a server, never skip.
+/// The test suite as CI runs it: the PostgreSQL and NATS tests must reach a server, never
+/// skip.
 fn ci_test() -> Result {
     cargo(
         &["test", "--workspace", "--all-features"],
-        &[("SNAP_REQUIRE_POSTGRES", "1")],
+        &[("SNAP_REQUIRE_POSTGRES", "1"), ("SNAP_REQUIRE_NATS", "1")],
     )
 }
 
@@ -217,6 +218,7 @@ fn soak(extra: &[String]) -> Result {
             ("SNAP_SOAK", "10"),
             ("SNAP_PROPTEST_CASES", "1000"),
             ("SNAP_REQUIRE_POSTGRES", "1"),
+            ("SNAP_REQUIRE_NATS", "1"),
         ],
     )
 }

@@ -14,6 +14,7 @@
 //! | `memory` (default) | [`memory::InMemorySnapshotStore`], [`memory::InMemoryEventStore`] |
 //! | `sqlite` | [`sqlite::SqliteDatabase`], [`sqlite::SqliteSnapshotStore`], [`sqlite::SqliteEventStore`]: bundled SQLite, nothing to install |
 //! | `postgres` | [`postgres::PostgresDatabase`], [`postgres::PostgresSnapshotStore`], [`postgres::PostgresEventStore`]: sqlx with rustls |
+//! | `nats` | [`nats::NatsDatabase`], [`nats::NatsSnapshotStore`], [`nats::NatsEventStore`]: NATS JetStream with async-nats |
 //!
 //! # Example
 //!
@@ -94,6 +95,18 @@ pub mod postgres {
     pub use snap_postgres::{
         DEFAULT_SCHEMA, MIGRATIONS, PostgresDatabase, PostgresEventStore, PostgresOptions,
         PostgresSnapshotStore, validate_schema_name,
+    };
+}
+
+/// NATS JetStream stores: events and snapshots replicated across a cluster. Connect a
+/// [`NatsDatabase`](nats::NatsDatabase) with [`NatsOptions`](nats::NatsOptions) and take its
+/// snapshot and event stores; a repository takes them as a
+/// [`StorePair`].
+#[cfg(feature = "nats")]
+pub mod nats {
+    #[doc(inline)]
+    pub use snap_nats::{
+        MAX_HISTORY, NatsDatabase, NatsEventStore, NatsOptions, NatsSnapshotStore,
     };
 }
 

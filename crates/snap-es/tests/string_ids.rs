@@ -9,14 +9,24 @@ use snap_es::prelude::*;
 use snap_es::{DynBackend, InvalidInput, SnapshotCheck, StorePair};
 use snap_testkit::accounts::{AccountCommand, AccountDecider, AccountEvent, AccountV1};
 
+/// What a backend leaves behind to delete.
+enum Leftover {
+    Nothing,
+    #[cfg(feature = "postgres")]
+    Schema(String),
+    #[cfg(feature = "nats")]
+    Stream(snap_es::nats::NatsDatabase),
+}
+
 /// The backends of this build: memory, SQLite (a file-less database) and, when reachable or
-/// required, PostgreSQL on a schema of its own (dropped at the end).
-async fn backends() -> Vec<(&'static str, Arc<DynBackend>, Option<String>)> {
-    let mut backends: Vec<(&'static str, Arc<DynBackend>, Option<String>)> = vec![
+/// required, PostgreSQL on a schema of its own and NATS JetStream on streams of their own
+/// (deleted at the end).
+async fn backends() -> Vec<(&'static str, Arc<DynBackend>, Leftover)> {
+    let mut backends: Vec<(&'static str, Arc<DynBackend>, Leftover)> = vec![
         (
             "memory",
             Arc::new(InMemoryDatabase::new().keep_history(3)),
-            None,
+            Leftover::Nothing,
         ),
         (
             "sqlite",
@@ -26,14 +36,47 @@ async fn backends() -> Vec<(&'static str, Arc<DynBackend>, Option<String>)> {
                     .expect("an in-memory SQLite database")
                     .keep_history(3),
             ),
-            None,
+            Leftover::Nothing,
         ),
     ];
     #[cfg(feature = "postgres")]
     if let Some((database, schema)) = postgres().await {
-        backends.push(("postgres", Arc::new(database.keep_history(3)), Some(schema)));
+        backends.push((
+            "postgres",
+            Arc::new(database.keep_history(3)),
+            Leftover::Schema(schema),
+        ));
+    }
+    #[cfg(feature = "nats")]
+    if let Some(database) = nats().await {
+        let database = database.keep_history(3);
+        let pair = StorePair::new(database.event_store(), database.snapshot_store());
+        backends.push(("nats", Arc::new(pair), Leftover::Stream(database)));
     }
     backends
+}
+
+#[cfg(feature = "nats")]
+async fn nats() -> Option<snap_es::nats::NatsDatabase> {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let prefix = format!("facade{}", &Uuid::new_v4().simple().to_string()[..16]);
+    match snap_es::nats::NatsOptions::new(&url)
+        .prefix(prefix)
+        .connect()
+        .await
+    {
+        Ok(database) => Some(database),
+        Err(error) if std::env::var("SNAP_REQUIRE_NATS").is_ok_and(|v| v == "1") => {
+            panic!("NATS at {url} is required: {error}")
+        }
+        Err(error) => {
+            #[allow(clippy::print_stderr, reason = "a skipped backend says so")]
+            {
+                eprintln!("SKIPPED nats: {error}");
+            }
+            None
+        }
+    }
 }
 
 #[cfg(feature = "postgres")]
@@ -82,14 +125,15 @@ async fn drop_schema(backend: &Arc<DynBackend>, schema: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn string_ids_are_first_class_on_every_backend() {
-    for (name, backend, schema) in backends().await {
+    for (name, backend, leftover) in backends().await {
         accounts_with_string_ids(name, &backend).await;
-        #[cfg(feature = "postgres")]
-        if let Some(schema) = schema {
-            drop_schema(&backend, &schema).await;
+        match leftover {
+            Leftover::Nothing => {}
+            #[cfg(feature = "postgres")]
+            Leftover::Schema(schema) => drop_schema(&backend, &schema).await,
+            #[cfg(feature = "nats")]
+            Leftover::Stream(database) => database.destroy().await.expect("delete the stream"),
         }
-        #[cfg(not(feature = "postgres"))]
-        let _ = schema;
     }
 }
 

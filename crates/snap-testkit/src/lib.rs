@@ -100,6 +100,13 @@ pub trait SnapshotStoreHarness: Send + Sync {
     fn unavailable(&self) -> Option<String> {
         None
     }
+    /// The most bytes one write may carry, if the backend has such a limit (a NATS server's
+    /// `max_payload`). The cases then expect a larger write to be refused with
+    /// `InvalidInput::TooLong` and nothing written, instead of stored. `None` (the default):
+    /// no limit below the suite's largest value (about 2 MiB).
+    fn max_payload(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Opens fresh event stores for the conformance suite.
@@ -113,6 +120,11 @@ pub trait EventStoreHarness: Send + Sync {
     /// Why the backend cannot be tested here, or `None`; see
     /// [`SnapshotStoreHarness::unavailable`].
     fn unavailable(&self) -> Option<String> {
+        None
+    }
+    /// The most bytes one append may carry, if the backend has such a limit; see
+    /// [`SnapshotStoreHarness::max_payload`].
+    fn max_payload(&self) -> Option<usize> {
         None
     }
 }

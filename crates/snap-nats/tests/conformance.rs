@@ -1,0 +1,131 @@
+//! The conformance suite against the machine's JetStream server (`nats://127.0.0.1:4222`, or
+//! `NATS_URL`). Every store is a stream and a bucket of their own, deleted afterwards. With
+//! `SNAP_REQUIRE_NATS=1` an unreachable server fails the run instead of skipping it.
+
+use std::sync::{Mutex, OnceLock};
+
+use snap_nats::{NatsDatabase, NatsEventStore, NatsOptions, NatsSnapshotStore};
+use snap_testkit::{EventStoreHarness, RepositoryHarness, SnapshotStoreHarness};
+
+fn url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// Opens fresh stores on the server and deletes them when dropped.
+struct Harness {
+    opened: Mutex<Vec<NatsDatabase>>,
+    max_payload: OnceLock<usize>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self {
+            opened: Mutex::new(Vec::new()),
+            max_payload: OnceLock::new(),
+        }
+    }
+
+    async fn database(&self, keep_history: usize) -> NatsDatabase {
+        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
+        let database = NatsOptions::new(url())
+            .prefix(prefix)
+            .connect()
+            .await
+            .expect("a JetStream server")
+            .keep_history(keep_history);
+        let _ = self.max_payload.set(database.max_payload());
+        self.opened
+            .lock()
+            .expect("the list of opened stores")
+            .push(database.clone());
+        database
+    }
+
+    fn unreachable() -> Option<String> {
+        let address = url()
+            .trim_start_matches("nats://")
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        match std::net::TcpStream::connect(&address) {
+            Ok(_) => None,
+            Err(e) if std::env::var("SNAP_REQUIRE_NATS").is_ok_and(|v| v == "1") => {
+                panic!("NATS at {address} is required (SNAP_REQUIRE_NATS=1): {e}")
+            }
+            Err(e) => Some(format!("no NATS server at {address}: {e}")),
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let opened = std::mem::take(&mut *self.opened.lock().expect("the list of opened stores"));
+        if opened.is_empty() {
+            return;
+        }
+        // Deleting needs a runtime of its own: the harness may be dropped inside another.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the clean-up");
+            runtime.block_on(async {
+                for database in opened {
+                    let _ = database.destroy().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+impl SnapshotStoreHarness for Harness {
+    type Store = NatsSnapshotStore;
+
+    async fn open(&self, keep_history: usize) -> NatsSnapshotStore {
+        self.database(keep_history).await.snapshot_store()
+    }
+
+    fn max_payload(&self) -> Option<usize> {
+        self.max_payload.get().copied()
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        Harness::unreachable()
+    }
+}
+
+impl EventStoreHarness for Harness {
+    type Store = NatsEventStore;
+
+    async fn open(&self) -> NatsEventStore {
+        self.database(1).await.event_store()
+    }
+
+    fn max_payload(&self) -> Option<usize> {
+        self.max_payload.get().copied()
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        Harness::unreachable()
+    }
+}
+
+impl RepositoryHarness for Harness {
+    type Events = NatsEventStore;
+    type Snapshots = NatsSnapshotStore;
+
+    async fn open(&self, keep_history: usize) -> (NatsEventStore, NatsSnapshotStore) {
+        let database = self.database(keep_history).await;
+        (database.event_store(), database.snapshot_store())
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        Harness::unreachable()
+    }
+}
+
+snap_testkit::snapshot_store_conformance!(Harness::new());
+snap_testkit::event_store_conformance!(Harness::new());
+snap_testkit::repository_conformance!(Harness::new());
