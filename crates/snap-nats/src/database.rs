@@ -79,10 +79,16 @@ impl NatsOptions {
                 format!("replicas must be 1 to 5, got {}", self.replicas),
             ));
         }
+        let servers = self
+            .url
+            .split(',')
+            .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BackendError::new("nats", e).context(format!("read {}", self.url)))?;
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(self.timeout)
             .request_timeout(Some(self.timeout))
-            .connect(self.url.as_str())
+            .connect(servers.as_slice())
             .await
             .map_err(|e| {
                 BackendError::new("nats", e)

@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use snap_core::{
-    AggregateId, BackendError, BoxError, EventStore, EventStoreError, InvalidInput, NewEvent,
-    RecordedEvent, async_trait, validate,
+    AggregateId, BoxError, EventStore, EventStoreError, InvalidInput, NewEvent, RecordedEvent,
+    async_trait, validate,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -62,7 +62,7 @@ struct Head {
 }
 
 fn nats_error(error: impl Into<BoxError>, context: &'static str) -> EventStoreError {
-    EventStoreError::from(BackendError::new("nats", error).context(context))
+    EventStoreError::from(crate::error::backend(error, context))
 }
 
 fn header_u64(headers: Option<&HeaderMap>, name: &str) -> Result<u64, BoxError> {
@@ -110,8 +110,8 @@ impl NatsEventStore {
     }
 
     /// The sequence of the first message of `subject` that holds a version above `after`, at
-    /// or below `head`'s sequence: a binary search over the stream by direct gets, so a read
-    /// from a version never scans the aggregate's messages before it.
+    /// or below `head`'s sequence: a binary search over the stream by gets from the stream's
+    /// leader, so a read from a version never scans the aggregate's messages before it.
     async fn start_after(
         &self,
         subject: &str,
@@ -123,13 +123,20 @@ impl NatsEventStore {
         while low <= high {
             let middle = low + (high - low) / 2;
             let Ok(message) = events
-                .direct_get_next_for_subject(subject, Some(middle))
+                .raw_message_builder()
+                .sequence(middle)
+                .next_by_subject(subject)
+                .send()
                 .await
             else {
-                // Nothing at or after `middle` on this replica: look lower.
+                // Nothing at or after `middle`: look lower.
                 high = middle.saturating_sub(1);
                 continue;
             };
+            if message.subject.as_str() != subject {
+                // Not the answer asked for: start from the first message instead.
+                return Ok(1);
+            }
             let (first, count) =
                 range_of(Some(&message.headers)).map_err(|e| nats_error(e, "locate a version"))?;
             if first + count - 1 > after {
@@ -144,13 +151,14 @@ impl NatsEventStore {
 
     /// Reads the saves of one aggregate from `start`, in order, up to the one that holds
     /// `last`, handing each event with `from < version <= last` to `emit` in batches of one
-    /// save.
+    /// save. `Ok(false)`: the first save read from a located `start` (above 1) began after
+    /// `from + 1`, and nothing was handed over.
     async fn read(
         &self,
         (subject, aggregate_id, aggregate_type): (&str, &AggregateId, &str),
         (start, from, last): (u64, u64, u64),
         sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
-    ) -> Result<(), EventStoreError> {
+    ) -> Result<bool, EventStoreError> {
         let consumer = self
             .database
             .inner
@@ -168,21 +176,31 @@ impl NatsEventStore {
             .messages()
             .await
             .map_err(|e| nats_error(e, "read a stream"))?;
+        let mut first = true;
         while let Some(message) = messages.next().await {
             let message = message.map_err(|e| nats_error(e, "read a stream"))?;
             let events = decode(&message.message, aggregate_id, aggregate_type)?;
-            let Some(end) = events.last().map(|e| e.version) else {
+            let (Some(begin), Some(end)) = (
+                events.first().map(|e| e.version),
+                events.last().map(|e| e.version),
+            ) else {
                 continue;
             };
+            // A located start past `from + 1` (never a start at the first message: a gap
+            // there is the stream's own, for the replay to report).
+            if first && start > 1 && begin > from + 1 {
+                return Ok(false);
+            }
+            first = false;
             let batch: Vec<RecordedEvent> = events
                 .into_iter()
                 .filter(|e| e.version > from && e.version <= last)
                 .collect();
             if !batch.is_empty() && sink(batch).is_break() {
-                return Ok(());
+                return Ok(true);
             }
             if end >= last {
-                return Ok(());
+                return Ok(true);
             }
         }
         Err(nats_error(
@@ -303,17 +321,7 @@ impl EventStore for NatsEventStore {
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                 Err(conflict(self.head(&subject).await?.version))
             }
-            Err(e) => {
-                let retryable = matches!(
-                    e.kind(),
-                    PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
-                );
-                Err(EventStoreError::from(
-                    BackendError::new("nats", e)
-                        .context("append")
-                        .retryable(retryable),
-                ))
-            }
+            Err(e) => Err(nats_error(e, "append")),
         }
     }
 
@@ -352,12 +360,14 @@ impl EventStore for NatsEventStore {
         } else {
             self.start_after(&subject, from_version, head).await?
         };
-        self.read(
-            (&subject, aggregate_id, aggregate_type),
-            (start, from_version, last),
-            sink,
-        )
-        .await
+        let key = (subject.as_str(), aggregate_id, aggregate_type);
+        if self.read(key, (start, from_version, last), sink).await? || start == 1 {
+            return Ok(());
+        }
+        // The located start was past the version asked for: read from the first message.
+        self.read(key, (1, from_version, last), sink)
+            .await
+            .map(|_| ())
     }
 
     async fn current_version(

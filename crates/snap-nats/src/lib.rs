@@ -33,6 +33,7 @@
 //! ```
 
 mod database;
+mod error;
 mod event_store;
 mod snapshot_store;
 mod token;

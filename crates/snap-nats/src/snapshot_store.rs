@@ -7,8 +7,8 @@ use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use snap_core::{
-    AggregateId, BackendError, BoxError, InvalidInput, Snapshot, SnapshotError, SnapshotStore,
-    async_trait, normalize_timestamp, validate,
+    AggregateId, BoxError, InvalidInput, Snapshot, SnapshotError, SnapshotStore, async_trait,
+    normalize_timestamp, validate,
 };
 
 use crate::NatsDatabase;
@@ -32,7 +32,7 @@ pub struct NatsSnapshotStore {
 }
 
 fn nats_error(error: impl Into<BoxError>, context: &'static str) -> SnapshotError {
-    SnapshotError::from(BackendError::new("nats", error).context(context))
+    SnapshotError::from(crate::error::backend(error, context))
 }
 
 fn latest_key(aggregate_type: &str, id: &AggregateId) -> String {
