@@ -277,7 +277,7 @@ fn ci() -> Result {
                     "--out",
                     "target/bench-smoke",
                 ],
-                &[("SNAP_REQUIRE_POSTGRES", "1")],
+                &[("SNAP_REQUIRE_POSTGRES", "1"), ("SNAP_REQUIRE_NATS", "1")],
             )
         }),
     ];

@@ -6,7 +6,7 @@
 //! to the floor do not drift much, so the targets are stated as ratios where they can be.
 //!
 //! ```text
-//! snap-bench [--backend memory|sqlite|postgres|all] [--events 100,1000,...] [--quick] [--out DIR]
+//! snap-bench [--backend memory|sqlite|postgres|nats|all] [--events 100,1000,...] [--quick] [--out DIR]
 //! ```
 //!
 //! PostgreSQL is reached through `DATABASE_URL` (default
@@ -24,6 +24,7 @@ mod commit_floor;
 mod floor;
 mod head;
 mod measure;
+mod nats;
 mod replay;
 mod report;
 mod saves;
@@ -79,11 +80,16 @@ impl Config {
         let backends = match backend.as_str() {
             // The in-memory run leaves a heap of freed small blocks behind that slows the
             // allocations of whatever runs after it, so it runs last.
-            "all" => vec!["sqlite".into(), "postgres".into(), "memory".into()],
-            "memory" | "sqlite" | "postgres" => vec![backend],
+            "all" => vec![
+                "sqlite".into(),
+                "postgres".into(),
+                "nats".into(),
+                "memory".into(),
+            ],
+            "memory" | "sqlite" | "postgres" | "nats" => vec![backend],
             other => {
                 return Err(format!(
-                    "unknown backend `{other}` (memory, sqlite, postgres, all)"
+                    "unknown backend `{other}` (memory, sqlite, postgres, nats, all)"
                 ));
             }
         };
@@ -171,6 +177,7 @@ async fn run(config: &Config) -> Result<Report, String> {
             "memory" => scenario::memory(config, &mut report).await?,
             "sqlite" => scenario::sqlite(config, &mut report).await?,
             "postgres" => scenario::postgres(config, &mut report).await?,
+            "nats" => nats::nats(config, &mut report).await?,
             _ => unreachable!("parsed above"),
         }
         let mut line = String::new();
