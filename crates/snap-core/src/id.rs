@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::error::InvalidInput;
+use crate::error::{BackendError, InvalidInput};
 
 /// The longest name an id may have, in UTF-8 bytes.
 pub const MAX_ID_LEN: usize = 255;
@@ -72,6 +72,18 @@ impl AggregateId {
     pub fn parse_owned(text: String) -> Result<Self, InvalidInput> {
         Self::check(&text)?;
         Ok(Self::canonical_uuid(&text).map_or_else(|| Self(Repr::Name(text.into())), Self::from))
+    }
+
+    /// An id a backend read back from its storage: checked as [`parse_owned`](Self::parse_owned)
+    /// checks input, and a stored value that is not an id is a [`BackendError`] of `backend`
+    /// (a row edited by hand must not become a panic or a wrong id).
+    ///
+    /// # Errors
+    /// The [`BackendError`], with the [`InvalidInput`] as its source.
+    pub fn parse_stored(backend: &'static str, text: String) -> Result<Self, BackendError> {
+        Self::parse_owned(text).map_err(|e| {
+            BackendError::new(backend, e).context("a stored aggregate id is not a valid id")
+        })
     }
 
     fn check(text: &str) -> Result<(), InvalidInput> {

@@ -412,8 +412,7 @@ impl EventStore for NatsEventStore {
                 .ok_or_else(|| {
                     nats_error(format!("subject {subject:?}"), "decode a stream's id")
                 })?;
-            let id = AggregateId::parse_owned(text)
-                .map_err(|e| nats_error(e, "a stored aggregate id is not a valid id"))?;
+            let id = AggregateId::parse_stored("nats", text)?;
             if after.is_none_or(|a| id > *a) {
                 ids.push(id);
             }

@@ -308,12 +308,13 @@ impl SnapshotStore for NatsSnapshotStore {
         aggregate_type: &str,
     ) -> Result<bool, SnapshotError> {
         validate::aggregate_type(aggregate_type)?;
-        let existed = self.snapshot_exists(aggregate_id, aggregate_type).await?;
-        for (_, key) in self.history(aggregate_type, aggregate_id).await? {
+        let latest = latest_key(aggregate_type, aggregate_id);
+        let history = self.history(aggregate_type, aggregate_id).await?;
+        let existed = self.entry(&latest).await?.is_some() || !history.is_empty();
+        for (_, key) in history {
             self.purge(&key).await?;
         }
-        self.purge(&latest_key(aggregate_type, aggregate_id))
-            .await?;
+        self.purge(&latest).await?;
         Ok(existed)
     }
 

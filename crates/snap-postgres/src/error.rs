@@ -1,4 +1,4 @@
-use snap_core::{AggregateId, BackendError};
+use snap_core::BackendError;
 
 /// Whether the connection itself failed (killed by the server, network gone): the statement
 /// may be tried again on another pooled connection.
@@ -32,11 +32,4 @@ pub(crate) fn pg_error(error: sqlx::Error, context: &'static str) -> BackendErro
     BackendError::new("postgres", error)
         .context(context)
         .retryable(retryable)
-}
-
-/// A stored aggregate id: its text form, checked as [`AggregateId::parse`] checks input.
-pub(crate) fn id_from_sql(text: String) -> Result<AggregateId, BackendError> {
-    AggregateId::parse_owned(text).map_err(|e| {
-        BackendError::new("postgres", e).context("a stored aggregate id is not a valid id")
-    })
 }

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::PostgresDatabase;
-use crate::error::{id_from_sql, is_disconnect, is_unique_violation, pg_error};
+use crate::error::{is_disconnect, is_unique_violation, pg_error};
 use crate::jsonb::Jsonb;
 
 /// An [`EventStore`] on PostgreSQL with optimistic concurrency. Clones share the pool.
@@ -397,7 +397,7 @@ impl EventStore for PostgresEventStore {
             .await
             .map_err(|e| pg_error(e, "list_aggregate_ids"))?;
         ids.into_iter()
-            .map(|id| id_from_sql(id).map_err(EventStoreError::from))
+            .map(|id| AggregateId::parse_stored("postgres", id).map_err(EventStoreError::from))
             .collect()
     }
 }

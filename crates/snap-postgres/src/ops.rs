@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
 
 use crate::PostgresDatabase;
-use crate::error::{id_from_sql, pg_error};
+use crate::error::pg_error;
 
 fn check_type(aggregate_type: Option<&str>) -> Result<(), BackendError> {
     if let Some(t) = aggregate_type {
@@ -121,7 +121,10 @@ impl SnapshotAdmin for PostgresDatabase {
                 let field = |e| pg_error(e, "decode snapshot_lag");
                 Ok(SnapshotLag::new(
                     row.try_get(0).map_err(field)?,
-                    id_from_sql(row.try_get(1).map_err(field)?)?,
+                    snap_core::AggregateId::parse_stored(
+                        "postgres",
+                        row.try_get(1).map_err(field)?,
+                    )?,
                     count(row.try_get(2).map_err(field)?),
                     count(row.try_get(3).map_err(field)?),
                 ))

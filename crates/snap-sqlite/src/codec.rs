@@ -3,7 +3,7 @@
 
 use rusqlite::types::ValueRef;
 use serde_json::Value;
-use snap_core::{AggregateId, BackendError, BoxError};
+use snap_core::BoxError;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -61,13 +61,6 @@ pub(crate) fn object_from_sql(value: ValueRef<'_>) -> Result<Value, BoxError> {
 
 pub(crate) fn uuid_from_sql(value: ValueRef<'_>) -> Result<Uuid, BoxError> {
     Ok(Uuid::try_parse(value.as_str()?)?)
-}
-
-/// A stored aggregate id: its text form, checked as [`AggregateId::parse`] checks input.
-pub(crate) fn id_from_sql(text: String) -> Result<AggregateId, BackendError> {
-    AggregateId::parse_owned(text).map_err(|e| {
-        BackendError::new("sqlite", e).context("a stored aggregate id is not a valid id")
-    })
 }
 
 pub(crate) fn text_from_sql(value: ValueRef<'_>) -> Result<String, BoxError> {

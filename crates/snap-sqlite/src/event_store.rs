@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::SqliteDatabase;
 use crate::codec::{
-    id_from_sql, json_from_sql, json_to_sql, text_from_sql, timestamp_from_sql, timestamp_to_sql,
-    uuid_from_sql, version_from_sql, version_to_sql,
+    json_from_sql, json_to_sql, text_from_sql, timestamp_from_sql, timestamp_to_sql, uuid_from_sql,
+    version_from_sql, version_to_sql,
 };
 use crate::error::sqlite_error;
 
@@ -429,7 +429,7 @@ impl EventStore for SqliteEventStore {
             let mut ids = Vec::new();
             for row in rows {
                 let text = row.map_err(|e| sqlite_error(e, "list_aggregate_ids"))?;
-                ids.push(id_from_sql(text)?);
+                ids.push(AggregateId::parse_stored("sqlite", text)?);
             }
             Ok(ids)
         })

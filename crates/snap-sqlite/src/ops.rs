@@ -119,7 +119,7 @@ impl SnapshotAdmin for SqliteDatabase {
                 let id: String = row.get(1).map_err(decode_error)?;
                 lag.push(SnapshotLag::new(
                     row.get(0).map_err(decode_error)?,
-                    crate::codec::id_from_sql(id)?,
+                    snap_core::AggregateId::parse_stored("sqlite", id)?,
                     version_from_sql(row.get_ref(2).map_err(decode_error)?)
                         .map_err(decode_error)?,
                     u64::try_from(row.get::<_, i64>(3).map_err(decode_error)?).unwrap_or(0),
