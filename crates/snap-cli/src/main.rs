@@ -1,5 +1,6 @@
 //! `snap-es`, the operator tool: apply or print the schema, see snapshot health, prune old
-//! snapshots, on `sqlite://PATH` and `postgres://...` databases.
+//! snapshots, on `sqlite://PATH` and `postgres://...` databases and on NATS JetStream
+//! (`nats://HOST:PORT`, with `--prefix`).
 //!
 //! ```text
 //! snap-es migrate --database-url URL [--schema NAME]
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use snap_es::nats::{NatsDatabase, NatsOptions};
 use snap_es::postgres::{PostgresDatabase, PostgresOptions};
 use snap_es::sqlite::{SqliteDatabase, SqliteOptions};
 use snap_es::{SnapshotAdmin, SnapshotLag, SnapshotStore, SnapshotTypeStats};
@@ -43,12 +45,16 @@ struct Cli {
 
 #[derive(Debug, clap::Args)]
 struct Target {
-    /// `sqlite://PATH` (`sqlite:///abs/path` for an absolute path) or `postgres://USER@HOST:PORT/DB`.
+    /// `sqlite://PATH` (`sqlite:///abs/path` for an absolute path), `postgres://USER@HOST:PORT/DB`
+    /// or `nats://HOST:PORT` (several separated by commas).
     #[arg(long)]
     database_url: String,
     /// The PostgreSQL schema the tables live in.
     #[arg(long, default_value = "public")]
     schema: String,
+    /// The NATS prefix the streams are named by (`<PREFIX>_EVENTS`, `<PREFIX>_SNAPSHOTS`).
+    #[arg(long, default_value = "snap")]
+    prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -126,6 +132,7 @@ fn fail(message: impl Into<String>) -> Failure {
 enum Database {
     Sqlite(SqliteDatabase),
     Postgres(PostgresDatabase),
+    Nats(NatsDatabase),
 }
 
 impl Database {
@@ -133,6 +140,7 @@ impl Database {
         match self {
             Self::Sqlite(db) => db,
             Self::Postgres(db) => db,
+            Self::Nats(db) => db,
         }
     }
 
@@ -140,6 +148,7 @@ impl Database {
         match self {
             Self::Sqlite(db) => Box::new(db.snapshot_store()),
             Self::Postgres(db) => Box::new(db.snapshot_store()),
+            Self::Nats(db) => Box::new(db.snapshot_store()),
         }
     }
 }
@@ -147,6 +156,7 @@ impl Database {
 enum Url {
     Sqlite(PathBuf),
     Postgres(String),
+    Nats(String),
 }
 
 /// Where the user-info of a URL ends, as a byte offset into `rest` (the URL after `://`):
@@ -167,6 +177,13 @@ fn redact_url(url: &str) -> String {
     if url[..scheme_end].ends_with("sqlite") {
         return url.to_owned();
     }
+    if let Some(servers) = nats_servers(url) {
+        return servers
+            .into_iter()
+            .map(redact_url)
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     let (scheme, rest) = url.split_at(scheme_end + 3);
     let mut shown = scheme.to_owned();
     let mut host_and_path = rest;
@@ -176,6 +193,8 @@ fn redact_url(url: &str) -> String {
             Some((user, _password)) => {
                 let _ = write!(shown, "{user}:***");
             }
+            // A NATS URL's user-info without a colon is a token.
+            None if is_nats(url) => shown.push_str("***"),
             None => shown.push_str(user_info),
         }
         shown.push('@');
@@ -196,6 +215,16 @@ fn redact_url(url: &str) -> String {
         .collect();
     shown.push_str(&pairs.join("&"));
     shown
+}
+
+/// Whether `url` names a NATS server (`nats://`, `tls://`).
+fn is_nats(url: &str) -> bool {
+    url.starts_with("nats://") || url.starts_with("tls://")
+}
+
+/// The servers of a NATS URL list (`nats://a:4222,nats://b:4222`), when it has several.
+fn nats_servers(url: &str) -> Option<Vec<&str>> {
+    (is_nats(url) && url.contains(',')).then(|| url.split(',').map(str::trim).collect())
 }
 
 /// Percent-decodes `text` (and, for a query value, `+` as a space).
@@ -235,9 +264,18 @@ fn secrets(url: &str) -> Vec<String> {
     if url[..scheme_end].ends_with("sqlite") {
         return found;
     }
+    if let Some(servers) = nats_servers(url) {
+        return servers.into_iter().flat_map(secrets).collect();
+    }
     let mut rest = &url[scheme_end + 3..];
     if let Some(at) = user_info_end(rest) {
-        if let Some((_user, password)) = rest[..at].split_once(':') {
+        let user_info = &rest[..at];
+        let password = match user_info.split_once(':') {
+            Some((_user, password)) => Some(password),
+            None if is_nats(url) => Some(user_info),
+            None => None,
+        };
+        if let Some(password) = password {
             found.push(password.to_owned());
             found.push(percent_decode(password, false));
         }
@@ -307,8 +345,11 @@ fn parse_url(url: &str) -> Result<Url, Failure> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Url::Postgres(url.to_owned()));
     }
+    if is_nats(url) {
+        return Ok(Url::Nats(url.to_owned()));
+    }
     Err(fail(format!(
-        "bad database URL {:?}: expected sqlite://PATH or postgres://...",
+        "bad database URL {:?}: expected sqlite://PATH, postgres://... or nats://HOST:PORT",
         redact_url(url)
     )))
 }
@@ -371,6 +412,22 @@ async fn open(target: &Target, migrate: bool) -> Result<Database, Failure> {
                 }
             }
             Ok(Database::Postgres(database))
+        }
+        Url::Nats(url) => {
+            // Without `migrate`, the streams must exist: nothing is created by a look.
+            let database = NatsOptions::new(&url)
+                .prefix(target.prefix.clone())
+                .migrate(migrate)
+                .connect()
+                .await
+                .map_err(|e| {
+                    fail(format!(
+                        "cannot open the JetStream streams of prefix {:?}: {}",
+                        target.prefix,
+                        Failure::from(e).0
+                    ))
+                })?;
+            Ok(Database::Nats(database))
         }
     }
 }

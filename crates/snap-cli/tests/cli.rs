@@ -506,3 +506,71 @@ async fn an_unreadable_schema_version_is_reported() {
     }
     sqlx_drop_schema(&database, &schema).await;
 }
+
+#[allow(clippy::print_stderr, reason = "a skipped test says so")]
+fn nats_reachable() -> bool {
+    let reachable = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], 4222)),
+        std::time::Duration::from_secs(2),
+    )
+    .is_ok();
+    if !reachable {
+        assert!(
+            std::env::var("SNAP_REQUIRE_NATS").as_deref() != Ok("1"),
+            "SNAP_REQUIRE_NATS=1 but no NATS server answers"
+        );
+        eprintln!("SKIPPED: no NATS server at 127.0.0.1:4222");
+    }
+    reachable
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subcommand_on_nats() {
+    if !nats_reachable() {
+        return;
+    }
+    let url = "nats://127.0.0.1:4222";
+    let prefix = format!("cli{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let target = ["--database-url", url, "--prefix", &prefix];
+    // A look creates nothing: streams that are not there are an error.
+    assert_refused(
+        &[&["stats"][..], &target].concat(),
+        "cannot open the JetStream streams",
+    );
+    let migrated = snap_es(&[&["migrate"][..], &target].concat());
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+
+    let database = snap_es::nats::NatsOptions::new(url)
+        .prefix(prefix.clone())
+        .migrate(false)
+        .connect()
+        .await
+        .unwrap();
+    let order = seed(&database.snapshot_store(), &database.event_store()).await;
+    check_seeded(url, &["--prefix", &prefix], &order);
+    database.destroy().await.unwrap();
+}
+
+#[test]
+fn no_command_shows_a_nats_password_or_token() {
+    for url in [
+        format!("nats://u:{PASSWORD}@127.0.0.1:1"),
+        format!("nats://{PASSWORD}@127.0.0.1:1"),
+        format!("nats://127.0.0.1:1,nats://u:{PASSWORD}@127.0.0.1:2"),
+    ] {
+        for command in [
+            &["migrate"][..],
+            &["stats", "--json"],
+            &["prune", "--type", "T"],
+        ] {
+            let args: Vec<&str> = command
+                .iter()
+                .copied()
+                .chain(["--database-url", url.as_str()])
+                .collect();
+            let output = assert_password_hidden(&args);
+            assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+            assert!(stderr(&output).contains("***"), "{}", stderr(&output));
+        }
+    }
+}

@@ -50,8 +50,11 @@ async fn backends() -> Vec<(&'static str, Arc<DynBackend>, Leftover)> {
     #[cfg(feature = "nats")]
     if let Some(database) = nats().await {
         let database = database.keep_history(3);
-        let pair = StorePair::new(database.event_store(), database.snapshot_store());
-        backends.push(("nats", Arc::new(pair), Leftover::Stream(database)));
+        backends.push((
+            "nats",
+            Arc::new(database.clone()),
+            Leftover::Stream(database),
+        ));
     }
     backends
 }

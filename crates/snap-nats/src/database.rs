@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use snap_core::{AggregateId, BackendError, InvalidInput};
 
+use crate::guesses::Guesses;
 use crate::token;
 use crate::{NatsEventStore, NatsSnapshotStore};
 
@@ -31,6 +32,7 @@ pub struct NatsOptions {
     prefix: String,
     replicas: usize,
     timeout: Duration,
+    migrate: bool,
 }
 
 impl NatsOptions {
@@ -42,6 +44,7 @@ impl NatsOptions {
             prefix: "snap".to_owned(),
             replicas: 1,
             timeout: Duration::from_secs(5),
+            migrate: true,
         }
     }
 
@@ -70,6 +73,16 @@ impl NatsOptions {
         self
     }
 
+    /// Whether [`connect`](Self::connect) creates the streams when they are missing and
+    /// checks their replicas (the default). With `false` it only opens streams that exist,
+    /// whatever their replicas, and a missing one is an error: for tools that must not
+    /// create anything.
+    #[must_use]
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
     /// Connects and creates the two streams, or checks the ones there.
     pub async fn connect(self) -> Result<NatsDatabase, BackendError> {
         validate_prefix(&self.prefix).map_err(|e| BackendError::new("nats", e))?;
@@ -84,7 +97,9 @@ impl NatsOptions {
             .split(',')
             .map(|url| url.trim().parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| BackendError::new("nats", e).context(format!("read {}", self.url)))?;
+            .map_err(|e| {
+                BackendError::new("nats", e).context(format!("read {}", shown(&self.url)))
+            })?;
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(self.timeout)
             .request_timeout(Some(self.timeout))
@@ -92,13 +107,22 @@ impl NatsOptions {
             .await
             .map_err(|e| {
                 BackendError::new("nats", e)
-                    .context(format!("connect to {}", self.url))
+                    .context(format!("connect to {}", shown(&self.url)))
                     .retryable(true)
             })?;
         let context = jetstream::new(client.clone());
         let names = Names::new(&self.prefix);
-        let events = events_stream(&context, &names, self.replicas).await?;
-        let snapshots = snapshots_stream(&context, &names, self.replicas).await?;
+        let (events, snapshots) = if self.migrate {
+            (
+                events_stream(&context, &names, self.replicas).await?,
+                snapshots_stream(&context, &names, self.replicas).await?,
+            )
+        } else {
+            (
+                existing(&context, &names.stream).await?,
+                existing(&context, &names.snapshot_stream).await?,
+            )
+        };
         Ok(NatsDatabase {
             inner: Arc::new(Inner {
                 client,
@@ -106,10 +130,43 @@ impl NatsOptions {
                 events,
                 snapshots,
                 names,
+                timeout: self.timeout,
+                heads: Guesses::default(),
+                latest: Guesses::default(),
             }),
             keep: 1,
         })
     }
+}
+
+/// A URL list as messages show it: user names, passwords and tokens as `***`.
+pub(crate) fn shown(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let url = url.trim();
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let host = rest.rfind('@').map_or(rest, |at| &rest[at + 1..]);
+            let hidden = if host.len() < rest.len() { "***@" } else { "" };
+            if scheme.is_empty() {
+                format!("{hidden}{host}")
+            } else {
+                format!("{scheme}://{hidden}{host}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A stream that must exist already.
+async fn existing(
+    context: &jetstream::Context,
+    name: &str,
+) -> Result<stream::Stream, BackendError> {
+    context.get_stream(name).await.map_err(|e| {
+        BackendError::new("nats", e).context(format!(
+            "open stream {name} (create it with a connect that migrates, or `snap-es migrate`)"
+        ))
+    })
 }
 
 fn validate_prefix(prefix: &str) -> Result<(), InvalidInput> {
@@ -256,6 +313,12 @@ pub(crate) struct Inner {
     pub(crate) events: stream::Stream,
     pub(crate) snapshots: stream::Stream,
     pub(crate) names: Names,
+    /// How long a request may wait for the server.
+    pub(crate) timeout: Duration,
+    /// Each events subject's last seen (version, sequence).
+    pub(crate) heads: Guesses<(u64, u64)>,
+    /// Each latest-snapshot key's last seen (version, sequence, created at).
+    pub(crate) latest: Guesses<(u64, u64, time::OffsetDateTime)>,
 }
 
 impl fmt::Debug for NatsDatabase {
@@ -321,5 +384,20 @@ impl NatsDatabase {
     /// with `InvalidInput::TooLong` before anything is sent.
     pub fn max_payload(&self) -> usize {
         self.inner.client.server_info().max_payload
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn messages_show_no_credentials() {
+        assert_eq!(
+            shown("nats://ada:s3cret@10.0.0.1:4222, nats://tok3n@h:4223,nats://h:4224"),
+            "nats://***@10.0.0.1:4222,nats://***@h:4223,nats://h:4224"
+        );
+        assert_eq!(shown("a:b@localhost:4222"), "***@localhost:4222");
+        assert_eq!(shown("nats://p@ss:w@rd@h:1"), "nats://***@h:1");
     }
 }

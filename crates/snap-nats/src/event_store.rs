@@ -2,33 +2,18 @@
 
 use std::ops::ControlFlow;
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use snap_core::{
     AggregateId, BoxError, EventStore, EventStoreError, InvalidInput, NewEvent, RecordedEvent,
     async_trait, validate,
 };
-use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::NatsDatabase;
-use crate::token;
-
-/// The version of a save's first event.
-const FIRST: &str = "Snap-First";
-/// How many events a save holds.
-const COUNT: &str = "Snap-Count";
-/// When the save was made, in microseconds since the Unix epoch (UTC).
-const RECORDED_AT: &str = "Snap-Recorded-At";
-/// Room kept for the headers within the server's `max_payload`.
-const HEADER_ROOM: usize = 512;
+use crate::wire::{self, COUNT, FIRST, HEADER_ROOM, RECORDED_AT, Save, Wire, range_of};
+use crate::{NatsDatabase, read, token};
 
 /// An [`EventStore`] on NATS JetStream.
 ///
@@ -44,37 +29,36 @@ pub struct NatsEventStore {
     database: NatsDatabase,
 }
 
-/// One event as a save's message holds it.
-#[derive(Serialize, Deserialize)]
-struct Wire {
-    id: Uuid,
-    #[serde(rename = "type")]
-    event_type: String,
-    payload: Value,
-    metadata: Value,
+/// A save's events as its message's payload, within the server's `max_payload`.
+fn encode(events: &[NewEvent], max_payload: usize) -> Result<Bytes, EventStoreError> {
+    let wire: Vec<Wire<'_>> = events.iter().map(Wire::of).collect();
+    let payload = serde_json::to_vec(&wire).map_err(|e| nats_error(e, "encode a save"))?;
+    let max = max_payload.saturating_sub(HEADER_ROOM);
+    if payload.len() > max {
+        return Err(InvalidInput::TooLong {
+            field: "events",
+            len: payload.len(),
+            max,
+        }
+        .into());
+    }
+    Ok(Bytes::from(payload))
 }
 
-/// The stream's head: the last version and the sequence of the message that holds it.
-#[derive(Debug, Clone, Copy, Default)]
-struct Head {
-    version: u64,
-    sequence: u64,
+/// The stream's head: its last save message, with the versions it holds.
+pub(crate) struct Head {
+    /// The last version.
+    pub(crate) version: u64,
+    /// The version of the save's first event.
+    pub(crate) first: u64,
+    /// The message's stream sequence.
+    pub(crate) sequence: u64,
+    /// The message.
+    pub(crate) message: StreamMessage,
 }
 
-fn nats_error(error: impl Into<BoxError>, context: &'static str) -> EventStoreError {
+pub(crate) fn nats_error(error: impl Into<BoxError>, context: &'static str) -> EventStoreError {
     EventStoreError::from(crate::error::backend(error, context))
-}
-
-fn header_u64(headers: Option<&HeaderMap>, name: &str) -> Result<u64, BoxError> {
-    let value = headers
-        .and_then(|h| h.get(name))
-        .ok_or_else(|| format!("a save message without its {name} header"))?;
-    Ok(value.as_str().parse()?)
-}
-
-/// The first version and the count of a save message.
-fn range_of(headers: Option<&HeaderMap>) -> Result<(u64, u64), BoxError> {
-    Ok((header_u64(headers, FIRST)?, header_u64(headers, COUNT)?))
 }
 
 impl NatsEventStore {
@@ -87,8 +71,8 @@ impl NatsEventStore {
         &self.database
     }
 
-    /// The stream's head, read from the stream's leader.
-    async fn head(&self, subject: &str) -> Result<Head, EventStoreError> {
+    /// The stream's head, read from the stream's leader; `None` when it holds no event.
+    pub(crate) async fn head(&self, subject: &str) -> Result<Option<Head>, EventStoreError> {
         match self
             .database
             .inner
@@ -97,14 +81,18 @@ impl NatsEventStore {
             .await
         {
             Ok(message) => {
-                let (first, count) = range_of(Some(&message.headers))
+                let (first, version) = range_of(Some(&message.headers))
                     .map_err(|e| nats_error(e, "read the head of a stream"))?;
-                Ok(Head {
-                    version: first + count - 1,
+                let heads = &self.database.inner.heads;
+                heads.note(subject, (version, message.sequence));
+                Ok(Some(Head {
+                    version,
+                    first,
                     sequence: message.sequence,
-                })
+                    message,
+                }))
             }
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(Head::default()),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(nats_error(e, "read the head of a stream")),
         }
     }
@@ -112,11 +100,11 @@ impl NatsEventStore {
     /// The sequence of the first message of `subject` that holds a version above `after`, at
     /// or below `head`'s sequence: a binary search over the stream by gets from the stream's
     /// leader, so a read from a version never scans the aggregate's messages before it.
-    async fn start_after(
+    pub(crate) async fn start_after(
         &self,
         subject: &str,
         after: u64,
-        head: Head,
+        head: &Head,
     ) -> Result<u64, EventStoreError> {
         let events = &self.database.inner.events;
         let (mut low, mut high, mut found) = (1, head.sequence, head.sequence);
@@ -137,9 +125,9 @@ impl NatsEventStore {
                 // Not the answer asked for: start from the first message instead.
                 return Ok(1);
             }
-            let (first, count) =
+            let (_, last) =
                 range_of(Some(&message.headers)).map_err(|e| nats_error(e, "locate a version"))?;
-            if first + count - 1 > after {
+            if last > after {
                 found = found.min(message.sequence);
                 high = middle.saturating_sub(1);
             } else {
@@ -149,116 +137,78 @@ impl NatsEventStore {
         Ok(found)
     }
 
-    /// Reads the saves of one aggregate from `start`, in order, up to the one that holds
-    /// `last`, handing each event with `from < version <= last` to `emit` in batches of one
-    /// save. `Ok(false)`: the first save read from a located `start` (above 1) began after
-    /// `from + 1`, and nothing was handed over.
-    async fn read(
+    /// The sequence of the save that holds `version`, if the stream holds it.
+    pub(crate) async fn locate(
+        &self,
+        aggregate_id: &AggregateId,
+        aggregate_type: &str,
+        version: u64,
+    ) -> Result<Option<u64>, EventStoreError> {
+        let subject = self
+            .database
+            .inner
+            .names
+            .subject(aggregate_type, aggregate_id);
+        match self.head(&subject).await? {
+            Some(head) if head.first <= version && version <= head.version => {
+                Ok(Some(head.sequence))
+            }
+            Some(head) if version > 0 && version < head.first => self
+                .start_after(&subject, version - 1, &head)
+                .await
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads the saves of `subject` from stream sequence `start`, handing `sink` each event
+    /// with `from < version <= last`, in order. `Ok(false)`: the first save read from a
+    /// located `start` (above 1) began after `from + 1`, and nothing was handed over.
+    pub(crate) async fn read_events(
         &self,
         (subject, aggregate_id, aggregate_type): (&str, &AggregateId, &str),
         (start, from, last): (u64, u64, u64),
-        sink: &mut (dyn FnMut(Vec<RecordedEvent>) -> ControlFlow<()> + Send),
+        sink: &mut (dyn FnMut(&snap_core::StoredEvent<'_>) -> ControlFlow<()> + Send),
     ) -> Result<bool, EventStoreError> {
-        let consumer = self
-            .database
-            .inner
-            .events
-            .create_consumer(OrderedConfig {
-                filter_subject: subject.to_owned(),
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: start,
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_error(e, "open a read of a stream"))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| nats_error(e, "read a stream"))?;
         let mut first = true;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| nats_error(e, "read a stream"))?;
-            let events = decode(&message.message, aggregate_id, aggregate_type)?;
-            let (Some(begin), Some(end)) = (
-                events.first().map(|e| e.version),
-                events.last().map(|e| e.version),
-            ) else {
-                continue;
-            };
+        let mut late = false;
+        read::saves(&self.database, subject, start, &mut |message| {
+            let (headers, payload) = (message.headers.as_ref(), &message.payload);
+            let save = Save::parse(headers, payload, aggregate_id, aggregate_type)?;
             // A located start past `from + 1` (never a start at the first message: a gap
             // there is the stream's own, for the replay to report).
-            if first && start > 1 && begin > from + 1 {
-                return Ok(false);
+            if first && start > 1 && save.first > from + 1 {
+                late = true;
+                return Ok(ControlFlow::Break(()));
             }
             first = false;
-            let batch: Vec<RecordedEvent> = events
-                .into_iter()
-                .filter(|e| e.version > from && e.version <= last)
-                .collect();
-            if !batch.is_empty() && sink(batch).is_break() {
-                return Ok(true);
+            for event in save.events() {
+                if event.version > last {
+                    return Ok(ControlFlow::Break(()));
+                }
+                if event.version > from && sink(&event).is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+                if event.version == last {
+                    return Ok(ControlFlow::Break(()));
+                }
             }
-            if end >= last {
-                return Ok(true);
-            }
-        }
-        Err(nats_error(
-            "the read ended before the head it was asked for",
-            "read a stream",
-        ))
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(!late)
     }
-}
 
-/// The events of one save message.
-fn decode(
-    message: &async_nats::Message,
-    aggregate_id: &AggregateId,
-    aggregate_type: &str,
-) -> Result<Vec<RecordedEvent>, EventStoreError> {
-    let headers = message.headers.as_ref();
-    let (first, count) = range_of(headers).map_err(|source| EventStoreError::Deserialization {
-        aggregate_id: aggregate_id.clone(),
-        aggregate_type: aggregate_type.to_owned(),
-        version: 0,
-        source,
-    })?;
-    let decoded = (|| -> Result<Vec<RecordedEvent>, BoxError> {
-        let micros = i128::from(header_u64(headers, RECORDED_AT)?);
-        let recorded_at = OffsetDateTime::from_unix_timestamp_nanos(micros * 1_000)?;
-        let wire: Vec<Wire> = serde_json::from_slice(&message.payload)?;
-        if wire.len() as u64 != count {
-            return Err(format!("a save of {count} events holds {}", wire.len()).into());
-        }
-        Ok(wire
-            .into_iter()
-            .zip(first..)
-            .map(|(event, version)| {
-                let new = NewEvent::new(event.event_type, event.payload)
-                    .with_metadata(event.metadata)
-                    .with_event_id(event.id);
-                RecordedEvent::new(aggregate_id, aggregate_type, version, new, recorded_at)
-            })
-            .collect())
-    })();
-    decoded.map_err(|source| EventStoreError::Deserialization {
-        aggregate_id: aggregate_id.clone(),
-        aggregate_type: aggregate_type.to_owned(),
-        version: first,
-        source,
-    })
-}
-
-#[async_trait]
-impl EventStore for NatsEventStore {
-    async fn append(
+    /// Appends one save; returns the stream's new version and the save's stream sequence
+    /// (`None` for a save of no events).
+    pub(crate) async fn append_save(
         &self,
         aggregate_id: &AggregateId,
         aggregate_type: &str,
         expected_version: u64,
-        events: Vec<NewEvent>,
-    ) -> Result<u64, EventStoreError> {
-        validate::append(aggregate_type, expected_version, &events)?;
+        events: &[NewEvent],
+    ) -> Result<(u64, Option<u64>), EventStoreError> {
+        validate::append(aggregate_type, expected_version, events)?;
         let subject = self
             .database
             .inner
@@ -270,59 +220,78 @@ impl EventStore for NatsEventStore {
             expected: expected_version,
             actual,
         };
-        let head = self.head(&subject).await?;
-        if head.version != expected_version {
-            return Err(conflict(head.version));
-        }
-        let Some(first_id) = events.first().map(|e| e.event_id) else {
-            return Ok(head.version);
-        };
+        let heads = &self.database.inner.heads;
+        // The head a load or the last save saw, if it is the expected one: the server checks
+        // it, and a stale one costs one more read. A save of nothing always reads it.
+        let mut guess = heads
+            .get(&subject)
+            .filter(|(version, _)| *version == expected_version && !events.is_empty());
+        let payload = encode(events, self.database.max_payload())?;
         let count = events.len() as u64;
-        let wire: Vec<Wire> = events
-            .into_iter()
-            .map(|e| Wire {
-                id: e.event_id,
-                event_type: e.event_type,
-                payload: e.payload,
-                metadata: e.metadata,
-            })
-            .collect();
-        let payload = serde_json::to_vec(&wire).map_err(|e| nats_error(e, "encode a save"))?;
-        let max = self.database.max_payload().saturating_sub(HEADER_ROOM);
-        if payload.len() > max {
-            return Err(InvalidInput::TooLong {
-                field: "events",
-                len: payload.len(),
-                max,
+        // A stream whose head keeps the expected version moves only by this save: the second
+        // try, on the head just read, is the last.
+        for _ in 0..2 {
+            let (version, sequence) = if let Some(head) = guess.take() {
+                head
+            } else {
+                let head = self.head(&subject).await?;
+                head.as_ref().map_or((0, 0), |h| (h.version, h.sequence))
+            };
+            if version != expected_version {
+                return Err(conflict(version));
             }
-            .into());
-        }
-        let recorded_at = snap_core::now().unix_timestamp_nanos() / 1_000;
-        let publish = PublishMessage::build()
-            .payload(Bytes::from(payload))
-            .header(FIRST, (expected_version + 1).to_string().as_str())
-            .header(COUNT, count.to_string().as_str())
-            .header(RECORDED_AT, recorded_at.to_string().as_str())
-            // A retry after a lost acknowledgement is recognised by the server and stored once.
-            .message_id(first_id.to_string())
-            .expected_last_subject_sequence(head.sequence);
-        let sent = self
-            .database
-            .inner
-            .context
-            .send_publish(subject.clone(), publish)
-            .await;
-        let acked = match sent {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
-        match acked {
-            Ok(_) => Ok(expected_version + count),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                Err(conflict(self.head(&subject).await?.version))
+            let Some(first_id) = events.first().map(|e| e.event_id) else {
+                return Ok((version, None));
+            };
+            let recorded_at = snap_core::now().unix_timestamp_nanos() / 1_000;
+            let publish = PublishMessage::build()
+                .payload(payload.clone())
+                .header(FIRST, (expected_version + 1).to_string().as_str())
+                .header(COUNT, count.to_string().as_str())
+                .header(RECORDED_AT, recorded_at.to_string().as_str())
+                // A retry after a lost acknowledgement is recognised by the server and
+                // stored once.
+                .message_id(first_id.to_string())
+                .expected_last_subject_sequence(sequence);
+            let sent = self
+                .database
+                .inner
+                .context
+                .send_publish(subject.clone(), publish)
+                .await;
+            let acked = match sent {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match acked {
+                Ok(ack) => {
+                    heads.note(&subject, (expected_version + count, ack.sequence));
+                    return Ok((expected_version + count, Some(ack.sequence)));
+                }
+                // The stream moved: read its head, which decides.
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    heads.forget(&subject);
+                }
+                Err(e) => return Err(nats_error(e, "append")),
             }
-            Err(e) => Err(nats_error(e, "append")),
         }
+        let head = self.head(&subject).await?;
+        Err(conflict(head.map_or(0, |h| h.version)))
+    }
+}
+
+#[async_trait]
+impl EventStore for NatsEventStore {
+    async fn append(
+        &self,
+        aggregate_id: &AggregateId,
+        aggregate_type: &str,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<u64, EventStoreError> {
+        self.append_save(aggregate_id, aggregate_type, expected_version, &events)
+            .await
+            .map(|(version, _)| version)
     }
 
     async fn load(
@@ -350,7 +319,9 @@ impl EventStore for NatsEventStore {
             .inner
             .names
             .subject(aggregate_type, aggregate_id);
-        let head = self.head(&subject).await?;
+        let Some(head) = self.head(&subject).await? else {
+            return Ok(());
+        };
         let last = to_version.map_or(head.version, |to| to.min(head.version));
         if from_version >= last {
             return Ok(());
@@ -358,16 +329,43 @@ impl EventStore for NatsEventStore {
         let start = if from_version == 0 {
             1
         } else {
-            self.start_after(&subject, from_version, head).await?
+            self.start_after(&subject, from_version, &head).await?
+        };
+        let (mut failed, mut stopped) = (None, false);
+        let mut batch = Vec::new();
+        let mut emit = |event: &snap_core::StoredEvent<'_>| {
+            match wire::recorded(event, aggregate_id, aggregate_type) {
+                Ok(event) => batch.push(event),
+                Err(error) => {
+                    failed = Some(error);
+                    return ControlFlow::Break(());
+                }
+            }
+            if batch.len() < 256 {
+                return ControlFlow::Continue(());
+            }
+            let flow = sink(std::mem::take(&mut batch));
+            stopped = flow.is_break();
+            flow
         };
         let key = (subject.as_str(), aggregate_id, aggregate_type);
-        if self.read(key, (start, from_version, last), sink).await? || start == 1 {
-            return Ok(());
+        let mut whole = self
+            .read_events(key, (start, from_version, last), &mut emit)
+            .await?;
+        if !whole {
+            // The located start was past the version asked for: read from the first message.
+            whole = self
+                .read_events(key, (1, from_version, last), &mut emit)
+                .await?;
         }
-        // The located start was past the version asked for: read from the first message.
-        self.read(key, (1, from_version, last), sink)
-            .await
-            .map(|_| ())
+        debug_assert!(whole, "a read from the first message is never late");
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        if !stopped && !batch.is_empty() {
+            let _ = sink(batch);
+        }
+        Ok(())
     }
 
     async fn current_version(
@@ -381,7 +379,7 @@ impl EventStore for NatsEventStore {
             .inner
             .names
             .subject(aggregate_type, aggregate_id);
-        Ok(self.head(&subject).await?.version)
+        Ok(self.head(&subject).await?.map_or(0, |h| h.version))
     }
 
     async fn list_aggregate_ids(

@@ -6,8 +6,13 @@
 //!   `<prefix>.events.<type>.<id>`. A save is one message that holds all its events: it is
 //!   stored whole or not at all. The server checks the expected version (the subject's last
 //!   sequence), and a save sent again after a lost acknowledgement is stored once.
-//! - **Snapshots** live in the key-value bucket `<prefix>_snapshots`, the latest per
-//!   aggregate under one key, replaced by compare-and-set so it never moves back.
+//! - **Snapshots** live in the stream `<PREFIX>_SNAPSHOTS`, which keeps the last message of
+//!   each subject: the latest per aggregate under one key, replaced by compare-and-set so it
+//!   never moves back, and older versions under keys of their own when history is kept.
+//! - [`NatsDatabase`] is the backend the repositories use: a load reads the snapshot and the
+//!   stream's last save at once, and the events after the snapshot from the save that holds
+//!   its version (each snapshot notes where that save sits); a commit publishes the events,
+//!   then the snapshot.
 //! - [`NatsOptions::replicas`] sets how many servers keep each message: 1 on a single server,
 //!   3 on a cluster.
 //!
@@ -32,11 +37,16 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
+mod backend;
 mod database;
 mod error;
 mod event_store;
+mod guesses;
+mod read;
 mod snapshot_store;
 mod token;
+mod wire;
 
 pub use database::{MAX_HISTORY, NatsDatabase, NatsOptions};
 pub use event_store::NatsEventStore;

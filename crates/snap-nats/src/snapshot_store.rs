@@ -11,8 +11,8 @@ use snap_core::{
     normalize_timestamp, validate,
 };
 
-use crate::NatsDatabase;
-use crate::token;
+use crate::wire::{EVENT_SEQUENCE, header_u64};
+use crate::{NatsDatabase, token};
 
 /// How many times a save tries again after losing a compare-and-set to another writer.
 const CAS_ATTEMPTS: usize = 1_000;
@@ -33,6 +33,15 @@ pub struct NatsSnapshotStore {
 
 fn nats_error(error: impl Into<BoxError>, context: &'static str) -> SnapshotError {
     SnapshotError::from(crate::error::backend(error, context))
+}
+
+/// A snapshot message as read.
+struct Entry {
+    value: Bytes,
+    /// The message's sequence in the snapshots stream.
+    sequence: u64,
+    /// The events stream's sequence of the save that holds the snapshot's version.
+    events_at: Option<u64>,
 }
 
 fn latest_key(aggregate_type: &str, id: &AggregateId) -> String {
@@ -65,40 +74,82 @@ impl NatsSnapshotStore {
         format!("{}.{key}", self.database.inner.names.snapshot_subjects)
     }
 
-    /// The message of `key` and its sequence, if it holds one.
-    async fn entry(&self, key: &str) -> Result<Option<(Bytes, u64)>, SnapshotError> {
+    /// The message of `key`, if it holds one.
+    async fn entry(&self, key: &str) -> Result<Option<Entry>, SnapshotError> {
         match self
             .stream()
             .get_last_raw_message_by_subject(self.subject(key).as_str())
             .await
         {
-            Ok(message) => Ok(Some((message.payload, message.sequence))),
+            Ok(message) => Ok(Some(Entry {
+                events_at: header_u64(Some(&message.headers), EVENT_SEQUENCE).ok(),
+                value: message.payload,
+                sequence: message.sequence,
+            })),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(nats_error(e, "get_snapshot")),
         }
     }
 
-    /// The snapshot under `key` and its sequence, if there is one.
+    /// The snapshot under `key` and its message, if there is one.
     async fn read(
         &self,
         key: &str,
         id: &AggregateId,
         aggregate_type: &str,
-    ) -> Result<Option<(Snapshot, u64)>, SnapshotError> {
+    ) -> Result<Option<(Snapshot, Entry)>, SnapshotError> {
         match self.entry(key).await? {
-            Some((value, sequence)) => Ok(Some((decode(&value, id, aggregate_type)?, sequence))),
+            Some(entry) => Ok(Some((decode(&entry.value, id, aggregate_type)?, entry))),
             None => Ok(None),
         }
     }
 
+    /// The latest snapshot at or below `up_to` (`None`: the latest), with the events stream's
+    /// sequence of the save that holds its version, when known.
+    pub(crate) async fn find(
+        &self,
+        aggregate_id: &AggregateId,
+        aggregate_type: &str,
+        up_to: Option<u64>,
+    ) -> Result<Option<(Snapshot, Option<u64>)>, SnapshotError> {
+        validate::aggregate_type(aggregate_type)?;
+        let key = latest_key(aggregate_type, aggregate_id);
+        let latest = self.read(&key, aggregate_id, aggregate_type).await?;
+        let max_version = match (latest, up_to) {
+            (None, None) => return Ok(None),
+            (Some((latest, entry)), up_to) if up_to.is_none_or(|v| latest.version <= v) => {
+                let seen = (latest.version, entry.sequence, latest.created_at);
+                self.database.inner.latest.note(&key, seen);
+                return Ok(Some((latest, entry.events_at)));
+            }
+            (_, up_to) => up_to.unwrap_or(u64::MAX),
+        };
+        for (version, key) in self
+            .history(aggregate_type, aggregate_id)
+            .await?
+            .iter()
+            .rev()
+        {
+            if *version <= max_version
+                && let Some((snapshot, entry)) =
+                    self.read(key, aggregate_id, aggregate_type).await?
+            {
+                return Ok(Some((snapshot, entry.events_at)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Publishes `value` under `key`; with `expected`, only if the key's last sequence is
-    /// still that (0: the key holds nothing). `Ok(false)`: another writer got there first.
+    /// still that (0: the key holds nothing). `Ok(Some(sequence))`: stored at `sequence`;
+    /// `Ok(None)`: another writer got there first.
     async fn publish(
         &self,
         key: &str,
         value: Vec<u8>,
         expected: Option<u64>,
-    ) -> Result<bool, SnapshotError> {
+        events_at: Option<u64>,
+    ) -> Result<Option<u64>, SnapshotError> {
         let max = self.database.max_payload().saturating_sub(512);
         if value.len() > max {
             return Err(InvalidInput::TooLong {
@@ -112,6 +163,9 @@ impl NatsSnapshotStore {
         if let Some(sequence) = expected {
             message = message.expected_last_subject_sequence(sequence);
         }
+        if let Some(sequence) = events_at {
+            message = message.header(EVENT_SEQUENCE, sequence.to_string().as_str());
+        }
         let sent = self
             .database
             .inner
@@ -120,16 +174,21 @@ impl NatsSnapshotStore {
             .await;
         match sent {
             Ok(ack) => match ack.await {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+                Ok(ack) => Ok(Some(ack.sequence)),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
                 Err(e) => Err(nats_error(e, "save_snapshot")),
             },
             Err(e) => Err(nats_error(e, "save_snapshot")),
         }
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), SnapshotError> {
-        self.publish(key, value, None).await.map(|_| ())
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        events_at: Option<u64>,
+    ) -> Result<(), SnapshotError> {
+        self.publish(key, value, None, events_at).await.map(|_| ())
     }
 
     async fn purge(&self, key: &str) -> Result<(), SnapshotError> {
@@ -183,6 +242,71 @@ impl NatsSnapshotStore {
         Ok(versions)
     }
 
+    /// Saves `snapshot` (validated) unless a higher version is stored, noting `events_at`, the
+    /// events stream's sequence of the save that holds its version.
+    pub(crate) async fn save(
+        &self,
+        snapshot: &Snapshot,
+        events_at: Option<u64>,
+    ) -> Result<(), SnapshotError> {
+        let (id, aggregate_type) = (&snapshot.aggregate_id, snapshot.aggregate_type.as_str());
+        let key = latest_key(aggregate_type, id);
+        let mut new = snapshot.clone();
+        new.created_at = normalize_timestamp(new.created_at);
+        new.updated_at = normalize_timestamp(new.updated_at);
+        let latest = &self.database.inner.latest;
+        // Replacing the latest snapshot this handle last saw: no read first. The server checks
+        // the sequence; if another write came between, the loop below reads and decides.
+        if let Some((version, sequence, created_at)) = latest.get(&key)
+            && self.database.keep == 1
+            && new.version > version
+        {
+            let mut guessed = new.clone();
+            guessed.created_at = created_at;
+            let value = serde_json::to_vec(&guessed).map_err(|e| nats_error(e, "save_snapshot"))?;
+            if let Some(stored) = self.publish(&key, value, Some(sequence), events_at).await? {
+                latest.note(&key, (guessed.version, stored, created_at));
+                return Ok(());
+            }
+            latest.forget(&key);
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.read(&key, id, aggregate_type).await;
+            let sequence = match current {
+                Ok(Some((stored, _))) if stored.version > new.version => return Ok(()),
+                Ok(Some((stored, entry))) => {
+                    new.created_at = stored.created_at;
+                    if self.database.keep > 1 && stored.version < new.version {
+                        let value = serde_json::to_vec(&stored)
+                            .map_err(|e| nats_error(e, "save_snapshot"))?;
+                        let key = history_key(aggregate_type, id, stored.version);
+                        self.put(&key, value, entry.events_at).await?;
+                    }
+                    entry.sequence
+                }
+                Ok(None) => 0,
+                // An unreadable latest snapshot is replaced.
+                Err(SnapshotError::Deserialization { .. }) => {
+                    self.entry(&key).await?.map_or(0, |entry| entry.sequence)
+                }
+                Err(error) => return Err(error),
+            };
+            let value = serde_json::to_vec(&new).map_err(|e| nats_error(e, "save_snapshot"))?;
+            // Another writer got there first: read again.
+            if let Some(stored) = self.publish(&key, value, Some(sequence), events_at).await? {
+                latest.note(&key, (new.version, stored, new.created_at));
+                if self.database.keep > 1 {
+                    self.trim(aggregate_type, id, new.version).await?;
+                }
+                return Ok(());
+            }
+        }
+        Err(nats_error(
+            "too many concurrent writers to one aggregate",
+            "save_snapshot",
+        ))
+    }
+
     /// Keeps the `keep - 1` highest history versions below `latest`, and none at or above it.
     async fn trim(
         &self,
@@ -220,45 +344,19 @@ fn decode(value: &[u8], id: &AggregateId, aggregate_type: &str) -> Result<Snapsh
 impl SnapshotStore for NatsSnapshotStore {
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         validate::snapshot(snapshot)?;
-        let (id, aggregate_type) = (&snapshot.aggregate_id, snapshot.aggregate_type.as_str());
-        let key = latest_key(aggregate_type, id);
-        let mut new = snapshot.clone();
-        new.created_at = normalize_timestamp(new.created_at);
-        new.updated_at = normalize_timestamp(new.updated_at);
-        for _ in 0..CAS_ATTEMPTS {
-            let current = self.read(&key, id, aggregate_type).await;
-            let sequence = match current {
-                Ok(Some((stored, _))) if stored.version > new.version => return Ok(()),
-                Ok(Some((stored, sequence))) => {
-                    new.created_at = stored.created_at;
-                    if self.database.keep > 1 && stored.version < new.version {
-                        let value = serde_json::to_vec(&stored)
-                            .map_err(|e| nats_error(e, "save_snapshot"))?;
-                        self.put(&history_key(aggregate_type, id, stored.version), value)
-                            .await?;
-                    }
-                    sequence
-                }
-                Ok(None) => 0,
-                // An unreadable latest snapshot is replaced.
-                Err(SnapshotError::Deserialization { .. }) => {
-                    self.entry(&key).await?.map_or(0, |(_, sequence)| sequence)
-                }
-                Err(error) => return Err(error),
-            };
-            let value = serde_json::to_vec(&new).map_err(|e| nats_error(e, "save_snapshot"))?;
-            // Another writer got there first: read again.
-            if self.publish(&key, value, Some(sequence)).await? {
-                if self.database.keep > 1 {
-                    self.trim(aggregate_type, id, new.version).await?;
-                }
-                return Ok(());
-            }
-        }
-        Err(nats_error(
-            "too many concurrent writers to one aggregate",
-            "save_snapshot",
-        ))
+        // Where a load through it starts reading; without it, a load searches.
+        let events_at = self
+            .database
+            .event_store()
+            .locate(
+                &snapshot.aggregate_id,
+                &snapshot.aggregate_type,
+                snapshot.version,
+            )
+            .await
+            .ok()
+            .flatten();
+        self.save(snapshot, events_at).await
     }
 
     async fn get_snapshot(
@@ -266,10 +364,8 @@ impl SnapshotStore for NatsSnapshotStore {
         aggregate_id: &AggregateId,
         aggregate_type: &str,
     ) -> Result<Option<Snapshot>, SnapshotError> {
-        validate::aggregate_type(aggregate_type)?;
-        let key = latest_key(aggregate_type, aggregate_id);
         Ok(self
-            .read(&key, aggregate_id, aggregate_type)
+            .find(aggregate_id, aggregate_type, None)
             .await?
             .map(|(snapshot, _)| snapshot))
     }
@@ -280,26 +376,10 @@ impl SnapshotStore for NatsSnapshotStore {
         aggregate_type: &str,
         max_version: u64,
     ) -> Result<Option<Snapshot>, SnapshotError> {
-        validate::aggregate_type(aggregate_type)?;
-        let key = latest_key(aggregate_type, aggregate_id);
-        if let Some((latest, _)) = self.read(&key, aggregate_id, aggregate_type).await?
-            && latest.version <= max_version
-        {
-            return Ok(Some(latest));
-        }
-        for (version, key) in self
-            .history(aggregate_type, aggregate_id)
+        Ok(self
+            .find(aggregate_id, aggregate_type, Some(max_version))
             .await?
-            .iter()
-            .rev()
-        {
-            if *version <= max_version
-                && let Some((snapshot, _)) = self.read(key, aggregate_id, aggregate_type).await?
-            {
-                return Ok(Some(snapshot));
-            }
-        }
-        Ok(None)
+            .map(|(snapshot, _)| snapshot))
     }
 
     async fn delete_snapshot(
@@ -340,12 +420,12 @@ impl SnapshotStore for NatsSnapshotStore {
         let mut orphans = Vec::new();
         for prefix in [format!("l.{ty}"), format!("h.{ty}")] {
             for key in self.keys_under(&prefix).await? {
-                let Some((value, _)) = self.entry(&key).await? else {
+                let Some(entry) = self.entry(&key).await? else {
                     continue;
                 };
                 let gone = match (
                     schema_version_below,
-                    serde_json::from_slice::<Snapshot>(&value),
+                    serde_json::from_slice::<Snapshot>(&entry.value),
                 ) {
                     (None, _) => true,
                     (Some(below), Ok(snapshot)) => snapshot.schema_version < below,
@@ -367,8 +447,9 @@ impl SnapshotStore for NatsSnapshotStore {
                 let history = format!("h{}", &key[1..]);
                 let mut kept = self.keys_under(&history).await?;
                 while let Some(newest) = kept.pop() {
-                    if let Some((value, _)) = self.entry(&newest).await? {
-                        self.put(&key, value.to_vec()).await?;
+                    if let Some(entry) = self.entry(&newest).await? {
+                        self.put(&key, entry.value.to_vec(), entry.events_at)
+                            .await?;
                         self.purge(&newest).await?;
                         break;
                     }

@@ -164,14 +164,14 @@ async fn save_until(
             Ok(root) => Some(root),
             Err(RepositoryError::AggregateNotFound { .. }) => None,
             Err(error) => {
-                if std::env::var("SNAP_CLUSTER_DEBUG").is_ok() {
-                    eprintln!(
-                        "load failed: {error}: {:?}",
-                        std::error::Error::source(&error)
-                    );
+                let retryable =
+                    matches!(&error, RepositoryError::EventStore(e) if e.is_retryable());
+                // A failure the caller may not retry is always shown: it names a fault to find.
+                if !retryable || std::env::var("SNAP_CLUSTER_DEBUG").is_ok() {
+                    eprintln!("load failed: {error}: {error:?}");
                 }
                 tally.failed += 1;
-                if matches!(&error, RepositoryError::EventStore(e) if e.is_retryable()) {
+                if retryable {
                     tally.failed_retryable += 1;
                 }
                 failures.fetch_add(1, Ordering::SeqCst);
@@ -193,16 +193,13 @@ async fn save_until(
                 tally.last_acknowledged = version;
             }
             Err(error) => {
-                if std::env::var("SNAP_CLUSTER_DEBUG").is_ok() {
-                    eprintln!(
-                        "save failed: {error}: {:?}",
-                        std::error::Error::source(&error)
-                    );
+                let retryable = matches!(&error, RepositoryError::EventStore(e) if e.is_retryable())
+                    || matches!(error, RepositoryError::Concurrency { .. });
+                if !retryable || std::env::var("SNAP_CLUSTER_DEBUG").is_ok() {
+                    eprintln!("save failed: {error}: {error:?}");
                 }
                 tally.failed += 1;
-                if matches!(&error, RepositoryError::EventStore(e) if e.is_retryable())
-                    || matches!(error, RepositoryError::Concurrency { .. })
-                {
+                if retryable {
                     tally.failed_retryable += 1;
                 }
                 failures.fetch_add(1, Ordering::SeqCst);
@@ -231,8 +228,7 @@ async fn a_killed_node_loses_no_acknowledged_save() {
         .collect::<Vec<_>>()
         .join(",");
     let database = connect(&url).await;
-    let backend = StorePair::new(database.event_store(), database.snapshot_store());
-    let repo = AggregateRepository::<AccountV1>::builder(backend)
+    let repo = AggregateRepository::<AccountV1>::builder(database.clone())
         .strategy(Threshold(5))
         .mode(SnapshotMode::Sync)
         .build()

@@ -121,6 +121,17 @@ impl RepositoryHarness for Harness {
         (database.event_store(), database.snapshot_store())
     }
 
+    /// The database handle itself, on the same streams.
+    fn native(
+        &self,
+        (events, _): &(NatsEventStore, NatsSnapshotStore),
+        keep_history: usize,
+    ) -> Option<std::sync::Arc<snap_core::DynBackend>> {
+        Some(std::sync::Arc::new(
+            events.database().clone().keep_history(keep_history),
+        ))
+    }
+
     fn unavailable(&self) -> Option<String> {
         Harness::unreachable()
     }
@@ -129,3 +140,27 @@ impl RepositoryHarness for Harness {
 snap_testkit::snapshot_store_conformance!(Harness::new());
 snap_testkit::event_store_conformance!(Harness::new());
 snap_testkit::repository_conformance!(Harness::new());
+
+/// The repository cases on the database handle as the backend: the snapshot and the stream's
+/// last save read at once, the tail from the save the snapshot notes.
+mod native {
+    use super::*;
+    snap_testkit::repository_conformance!(snap_testkit::Native(Harness::new()));
+}
+
+/// The operator's queries (stats, lag, prune counts) on the database handle: one pass over
+/// the snapshots stream, and over the last save of each subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_queries_report_stats_lag_and_prune_counts() {
+    if Harness::unreachable().is_some() {
+        return;
+    }
+    let harness = Harness::new();
+    let database = harness.database(3).await;
+    snap_testkit::admin::admin_reports_stats_lag_and_prune_counts(
+        &database,
+        &database.snapshot_store(),
+        &database.event_store(),
+    )
+    .await;
+}

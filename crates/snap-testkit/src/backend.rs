@@ -165,3 +165,84 @@ pub async fn a_load_hands_the_events_as_stored<H: RepositoryHarness>(h: &H) {
         }
     }
 }
+
+/// A stream of large saves (40 of about 300 KB, 12 MB in all: more than one read's batch of
+/// bytes on a backend that reads in batches) loads back whole and in order, through the event
+/// store, through the backend, and through a snapshot in its middle.
+pub async fn a_stream_of_large_saves_loads_whole<H: RepositoryHarness>(h: &H) {
+    let rig = Rig::open(h, 1).await;
+    let backend = rig.stores();
+    let id = &new_id();
+    let padding = "x".repeat(2_000);
+    let (saves, per_save) = (40_u64, 150_u64);
+    for save in 0..saves {
+        let batch = (1..=per_save)
+            .map(|n| {
+                let amount = save * per_save + n;
+                NewEvent::new(
+                    "Deposited",
+                    json!({"Deposited": {"amount": amount}, "pad": padding}),
+                )
+            })
+            .collect();
+        rig.events
+            .append(id, "Account", save * per_save, batch)
+            .await
+            .expect("a large save");
+    }
+    let total = saves * per_save;
+    let stored = rig.events.load(id, "Account", 0, None).await.expect("load");
+    assert_eq!(
+        stored.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>(),
+        "the event store loads every event once, in order"
+    );
+    let middle = 17 * per_save + 3;
+    rig.snapshots
+        .save_snapshot(&snap_core::Snapshot::new(
+            id,
+            "Account",
+            middle,
+            json!({"mark": "middle"}),
+            1,
+        ))
+        .await
+        .expect("a snapshot in the middle");
+    for through_snapshot in [false, true] {
+        let mut sink = Versions {
+            taken: None,
+            versions: Vec::new(),
+        };
+        let request = LoadRequest::new("Account", id).through_snapshot(through_snapshot);
+        let loaded = backend.load(&request, &mut sink).await.expect("load");
+        let first = sink.taken.unwrap_or(0) + 1;
+        assert_eq!(loaded.version, total, "{request:?}");
+        assert_eq!(
+            sink.versions,
+            (first..=total).collect::<Vec<_>>(),
+            "{request:?}: every event after the start, once, in order"
+        );
+        assert_eq!(sink.taken.is_some(), through_snapshot, "{request:?}");
+    }
+}
+
+/// Takes any snapshot found and keeps the versions of the events.
+struct Versions {
+    taken: Option<u64>,
+    versions: Vec<u64>,
+}
+
+impl LoadSink for Versions {
+    fn snapshot(&mut self, read: SnapshotRead) -> bool {
+        if let SnapshotRead::Found(snapshot) = read {
+            self.taken = Some(snapshot.version);
+            return true;
+        }
+        false
+    }
+
+    fn event(&mut self, event: &StoredEvent<'_>) -> ControlFlow<()> {
+        self.versions.push(event.version);
+        ControlFlow::Continue(())
+    }
+}

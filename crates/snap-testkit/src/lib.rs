@@ -361,6 +361,7 @@ macro_rules! repository_conformance {
             a_load_during_appends_equals_a_replay_at_its_version,
             a_failing_snapshot_in_the_commit_keeps_the_events,
             a_load_hands_the_events_as_stored,
+            a_stream_of_large_saves_loads_whole,
         );
 
         $crate::__async_cases!(history, RepositoryHarness, $harness;
