@@ -25,6 +25,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod guide;
+mod release;
 
 const HELP: &str = "\
 usage: cargo xtask <command>
@@ -239,7 +240,7 @@ fn doc() -> Result {
 
 fn ci() -> Result {
     let started = Instant::now();
-    let steps: [(&str, &dyn Fn() -> Result); 7] = [
+    let steps: [(&str, &dyn Fn() -> Result); 10] = [
         ("format", &|| cargo(&["fmt", "--all", "--check"], &[])),
         ("lint", &|| {
             cargo(
@@ -280,6 +281,9 @@ fn ci() -> Result {
                 &[("SNAP_REQUIRE_POSTGRES", "1"), ("SNAP_REQUIRE_NATS", "1")],
             )
         }),
+        ("msrv", &release::msrv),
+        ("licences and sources", &release::deny),
+        ("package", &release::package),
     ];
     for (name, step) in steps {
         let step_started = Instant::now();

@@ -17,20 +17,16 @@ use crate::{PostgresEventStore, PostgresSnapshotStore};
 /// The schema, one embedded SQL file per version, applied in order by
 /// [`PostgresDatabase::migrate`].
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../../../migrations/postgres/0001_initial.sql"),
-    ),
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (
         2,
         "lean snapshot indexes",
-        include_str!("../../../migrations/postgres/0002_lean_snapshot_indexes.sql"),
+        include_str!("../migrations/0002_lean_snapshot_indexes.sql"),
     ),
     (
         3,
         "string ids and updated_at",
-        include_str!("../../../migrations/postgres/0003_string_ids_and_updated_at.sql"),
+        include_str!("../migrations/0003_string_ids_and_updated_at.sql"),
     ),
 ];
 

@@ -20,15 +20,15 @@ use crate::{SqliteEventStore, SqliteSnapshotStore};
 pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_initial.sql",
-        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+        include_str!("../migrations/0001_initial.sql"),
     ),
     (
         "0002_lean_snapshot_indexes.sql",
-        include_str!("../../../migrations/sqlite/0002_lean_snapshot_indexes.sql"),
+        include_str!("../migrations/0002_lean_snapshot_indexes.sql"),
     ),
     (
         "0003_string_ids_and_updated_at.sql",
-        include_str!("../../../migrations/sqlite/0003_string_ids_and_updated_at.sql"),
+        include_str!("../migrations/0003_string_ids_and_updated_at.sql"),
     ),
 ];
 
