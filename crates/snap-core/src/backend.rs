@@ -429,3 +429,19 @@ pub enum SnapshotWrite {
     /// The snapshot was not stored; the events were.
     Failed(SnapshotError),
 }
+
+impl SnapshotWrite {
+    /// The outcome of a snapshot write that is separate from the append, run under the
+    /// commit's [`snapshot_timeout`](Commit::snapshot_timeout): `None` when it ran out, which
+    /// counts as failed (as `backend`'s error).
+    pub fn after(backend: &'static str, write: Option<Result<(), SnapshotError>>) -> Self {
+        match write {
+            Some(Ok(())) => Self::Written,
+            Some(Err(error)) => Self::Failed(error),
+            None => Self::Failed(SnapshotError::backend(
+                backend,
+                "the snapshot write timed out",
+            )),
+        }
+    }
+}

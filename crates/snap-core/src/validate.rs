@@ -28,6 +28,19 @@ pub fn aggregate_type(value: &str) -> Result<(), InvalidInput> {
     name("aggregate_type", value)
 }
 
+/// Checks the optional aggregate type of an operator query ([`SnapshotAdmin`](crate::SnapshotAdmin)),
+/// as `backend`'s error.
+pub fn admin_type(
+    backend: &'static str,
+    type_name: Option<&str>,
+) -> Result<(), crate::error::BackendError> {
+    match type_name {
+        Some(t) => aggregate_type(t)
+            .map_err(|e| crate::error::BackendError::new(backend, e).context("aggregate type")),
+        None => Ok(()),
+    }
+}
+
 /// Checks an event type: 1..=255 bytes, no NUL.
 pub fn event_type(value: &str) -> Result<(), InvalidInput> {
     name("event_type", value)

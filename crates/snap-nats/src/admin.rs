@@ -23,11 +23,7 @@ fn admin_error(error: EventStoreError) -> BackendError {
 }
 
 fn check_type(aggregate_type: Option<&str>) -> Result<(), BackendError> {
-    if let Some(t) = aggregate_type {
-        validate::aggregate_type(t)
-            .map_err(|e| BackendError::new("nats", e).context("aggregate type"))?;
-    }
-    Ok(())
+    validate::admin_type("nats", aggregate_type)
 }
 
 /// The state's size as JSON text, as the SQL backends measure it.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use snap_core::{
     Backend, Commit, Committed, DynEventStore, DynSnapshotStore, EventStoreError, LoadRequest,
-    LoadSink, Loaded, SnapshotError, SnapshotRead, SnapshotWrite, async_trait, validate,
+    LoadSink, Loaded, SnapshotRead, SnapshotWrite, async_trait, validate,
 };
 
 use crate::NatsDatabase;
@@ -115,14 +115,7 @@ impl Backend for NatsDatabase {
             let at = sequence.filter(|_| snapshot.version == version);
             self.snapshot_store().save(&snapshot, at).await
         };
-        let written = match within(snapshot_timeout, write).await {
-            Some(Ok(())) => SnapshotWrite::Written,
-            Some(Err(error)) => SnapshotWrite::Failed(error),
-            None => SnapshotWrite::Failed(SnapshotError::backend(
-                "nats",
-                "the snapshot write timed out",
-            )),
-        };
+        let written = SnapshotWrite::after("nats", within(snapshot_timeout, write).await);
         Ok(Committed::new(version, written))
     }
 

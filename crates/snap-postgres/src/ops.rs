@@ -11,11 +11,7 @@ use crate::PostgresDatabase;
 use crate::error::pg_error;
 
 fn check_type(aggregate_type: Option<&str>) -> Result<(), BackendError> {
-    if let Some(t) = aggregate_type {
-        validate::aggregate_type(t)
-            .map_err(|e| BackendError::new("postgres", e).context("aggregate type"))?;
-    }
-    Ok(())
+    validate::admin_type("postgres", aggregate_type)
 }
 
 fn count(n: i64) -> u64 {

@@ -145,14 +145,8 @@ impl Backend for StorePair {
                 "this backend keeps no snapshots",
             )),
             (Some(snapshot), Some(store)) => {
-                match within(snapshot_timeout, store.save_snapshot(&snapshot)).await {
-                    Some(Ok(())) => SnapshotWrite::Written,
-                    Some(Err(error)) => SnapshotWrite::Failed(error),
-                    None => SnapshotWrite::Failed(SnapshotError::backend(
-                        "store pair",
-                        "the snapshot write timed out",
-                    )),
-                }
+                let write = within(snapshot_timeout, store.save_snapshot(&snapshot)).await;
+                SnapshotWrite::after("store pair", write)
             }
         };
         Ok(Committed::new(version, written))

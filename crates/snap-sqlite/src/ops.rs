@@ -15,11 +15,7 @@ fn decode_error(e: impl Into<snap_core::BoxError>) -> BackendError {
 }
 
 fn check_type(aggregate_type: Option<&str>) -> Result<(), BackendError> {
-    if let Some(t) = aggregate_type {
-        validate::aggregate_type(t)
-            .map_err(|e| BackendError::new("sqlite", e).context("aggregate type"))?;
-    }
-    Ok(())
+    validate::admin_type("sqlite", aggregate_type)
 }
 
 /// The lag query: the types, then each type's streams, each found by one probe of the primary
