@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         "guide" => guide::guide(),
         "soak" => soak(rest),
         "schema" => flag(rest, "--backend").and_then(|backend| schema(&backend)),
+        "package" => release::package(),
         "migrate" => flag(rest, "--database-url").and_then(|url| {
             let schema = flag(rest, "--schema").ok();
             migrate(&url, schema.as_deref())

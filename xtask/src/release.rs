@@ -7,6 +7,20 @@ use std::process::Command;
 
 use crate::{Result, cargo};
 
+/// The crates that are published.
+const PUBLISHED: [&str; 10] = [
+    "snap-core",
+    "snap-memory",
+    "snap-sqlite",
+    "snap-postgres",
+    "snap-nats",
+    "snap-strategy",
+    "snap-repo",
+    "snap-testkit",
+    "snap-es",
+    "snap-cli",
+];
+
 /// The crates that are not published: the benchmark and this tool.
 const UNPUBLISHED: [&str; 2] = ["snap-bench", "xtask"];
 
@@ -55,11 +69,48 @@ fn quoted_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 /// Packages every published crate and builds each from its package alone (a crate that reads
 /// a file outside its directory fails here), against the others' packages.
 pub(crate) fn package() -> Result {
+    forget_earlier_packages()?;
+    // Their builds too: cargo knows a registry crate's build by name and version, not content.
+    let mut clean = vec!["clean"];
+    for crate_name in PUBLISHED {
+        clean.extend(["--package", crate_name]);
+    }
+    cargo(&clean, &[])?;
     let mut args = vec!["package", "--workspace", "--allow-dirty", "--locked"];
     for crate_name in UNPUBLISHED {
         args.extend(["--exclude", crate_name]);
     }
     cargo(&args, &[])
+}
+
+/// Removes the copies of this workspace's crates that an earlier `cargo package` unpacked from
+/// its local registry (`$CARGO_HOME/registry/src/-<hash>/<crate>-<version>`): cargo keys them
+/// by name and version only, so a later run would build the others against the earlier code.
+fn forget_earlier_packages() -> Result {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let Ok(registries) = fs::read_dir(home.join("registry").join("src")) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        // Local registries are named by a hash after a dash; crates.io's by its host.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for unpacked in fs::read_dir(registry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if unpacked.file_name().to_string_lossy().starts_with("snap-") {
+                fs::remove_dir_all(unpacked.path())
+                    .map_err(|e| format!("remove {}: {e}", unpacked.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Licences, bans and sources of every dependency against deny.toml. The advisory database is
