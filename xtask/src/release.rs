@@ -22,7 +22,7 @@ const PUBLISHED: [&str; 10] = [
 ];
 
 /// The crates that are not published: the benchmark and this tool.
-const UNPUBLISHED: [&str; 2] = ["snap-bench", "xtask"];
+const UNPUBLISHED: [&str; 3] = ["snap-bench", "snap-example-ops", "xtask"];
 
 /// `rust-version` in the workspace manifest names the toolchain that `rust-toolchain.toml`
 /// pins, which every CI step builds with: the declared minimum is a version CI actually built.

@@ -88,6 +88,55 @@ async fn seed(snapshots: &impl SnapshotStore, events: &impl EventStore) -> Aggre
     order
 }
 
+/// `command` with the database URL and `extra` after it.
+fn with_target(command: &[&str], url: &str, extra: &[&str]) -> Vec<String> {
+    command
+        .iter()
+        .chain(["--database-url", url].iter())
+        .chain(extra.iter())
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+
+/// What the standalone tool does without aggregate code: inspect shows the snapshot and the
+/// head, health the lag; the jobs that replay refuse with the reason.
+fn check_without_aggregate_code(url: &str, extra: &[&str]) {
+    let owned = with_target(
+        &["inspect", "--type", "Order", "--id", "Order-42 ü", "--json"],
+        url,
+        extra,
+    );
+    let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let inspected = json_of(&refs);
+    assert_eq!(
+        (
+            &inspected["head"],
+            &inspected["snapshot"]["version"],
+            &inspected["behind"]
+        ),
+        (&json!(7), &json!(5), &json!(2)),
+        "{inspected}"
+    );
+    assert_eq!(inspected["check"]["result"], "not_registered");
+    let run_status = |command: &[&str]| {
+        let owned = with_target(command, url, extra);
+        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let output = snap_es(&refs);
+        (output.status.code(), stdout(&output), stderr(&output))
+    };
+    let (code, out, _) = run_status(&["health", "--max-lag", "1", "--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    let health: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(health["types"][0]["lag"]["max"], 2, "{health}");
+    assert_eq!(run_status(&["health", "--max-lag", "2"]).0, Some(0));
+    let (code, _, err) = run_status(&["rebuild", "--type", "Order"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("snap-es registers no aggregate types"),
+        "{err}"
+    );
+}
+
 /// stats, prune --dry-run and prune on a seeded database.
 fn check_seeded(url: &str, extra: &[&str], order: &AggregateId) {
     let args = |command: &[&'static str]| -> Vec<String> {
@@ -137,6 +186,8 @@ fn check_seeded(url: &str, extra: &[&str], order: &AggregateId) {
         table.contains("Order") && table.contains("furthest behind"),
         "{table}"
     );
+
+    check_without_aggregate_code(url, extra);
 
     let dry = run_json(&[
         "prune",

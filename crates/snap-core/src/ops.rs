@@ -100,6 +100,8 @@ pub struct SnapshotLag {
     pub head: u64,
     /// The latest snapshot's version, 0 without one.
     pub snapshot_version: u64,
+    /// When the latest snapshot was written, `None` without one.
+    pub snapshot_updated_at: Option<OffsetDateTime>,
 }
 
 impl SnapshotLag {
@@ -115,7 +117,15 @@ impl SnapshotLag {
             aggregate_id,
             head,
             snapshot_version,
+            snapshot_updated_at: None,
         }
+    }
+
+    /// The entry with when its latest snapshot was written; for backends.
+    #[must_use]
+    pub fn with_updated_at(mut self, at: Option<OffsetDateTime>) -> Self {
+        self.snapshot_updated_at = at;
+        self
     }
 
     /// Events after the latest snapshot.

@@ -110,6 +110,40 @@ pub mod nats {
     };
 }
 
+/// The operator commands in an application's own binary (feature `cli`): register the
+/// aggregate types and deciders with an [`Admin`](admin::Admin), then run it as `main` or
+/// mount its clap command tree under a subcommand. It adds `rebuild` (bounded concurrency,
+/// a resumable cursor, a rate limit, a clean stop on Ctrl-C, progress bars), `verify`,
+/// `inspect` with the diff against a replay, and `health` with thresholds as exit codes, to
+/// the standalone tool's `migrate`, `schema`, `stats` and `prune`. See `docs/operations.md`.
+///
+/// ```no_run
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Default, Serialize, Deserialize)]
+/// # struct Account { balance: i64 }
+/// # #[derive(Clone, Serialize, Deserialize)]
+/// # enum Moved { Deposited(i64) }
+/// # impl snap_es::Aggregate for Account {
+/// #     const TYPE: &'static str = "Account";
+/// #     type Event = Moved;
+/// #     fn apply(&mut self, event: &Moved) {
+/// #         match event { Moved::Deposited(n) => self.balance += n }
+/// #     }
+/// # }
+/// use snap_es::admin::Admin;
+///
+/// fn main() -> std::process::ExitCode {
+///     Admin::new("bank-ops").aggregate::<Account>().main()
+/// }
+/// ```
+#[cfg(feature = "cli")]
+pub mod admin {
+    #[doc(inline)]
+    pub use snap_cli::Admin;
+    /// The clap version the command tree is built with, to mount it.
+    pub use snap_cli::clap;
+}
+
 /// The names most applications need: `use snap_es::prelude::*;`.
 pub mod prelude {
     #[doc(no_inline)]

@@ -102,11 +102,11 @@ impl SnapshotAdmin for NatsDatabase {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut snapshots: HashMap<(String, AggregateId), u64> = HashMap::new();
+        let mut snapshots: HashMap<(String, AggregateId), (u64, OffsetDateTime)> = HashMap::new();
         self.each_snapshot(aggregate_type, false, &mut |snapshot| {
             snapshots.insert(
                 (snapshot.aggregate_type, snapshot.aggregate_id),
-                snapshot.version,
+                (snapshot.version, snapshot.updated_at),
             );
         })
         .await?;
@@ -133,7 +133,8 @@ impl SnapshotAdmin for NatsDatabase {
             let (_, head) = range_of(message.headers.as_ref())
                 .map_err(|e| EventStoreError::from(BackendError::new("nats", e)))?;
             let snapshot = snapshots.get(&(ty.clone(), id.clone())).copied();
-            lag.push(SnapshotLag::new(ty, id, head, snapshot.unwrap_or(0)));
+            let (version, updated_at) = snapshot.map_or((0, None), |(v, at)| (v, Some(at)));
+            lag.push(SnapshotLag::new(ty, id, head, version).with_updated_at(updated_at));
             Ok(ControlFlow::Continue(()))
         };
         let deliver = (filter.as_str(), DeliverPolicy::LastPerSubject);

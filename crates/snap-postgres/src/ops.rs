@@ -43,7 +43,7 @@ pub(crate) fn lag_sql(schema: &str, typed: bool) -> String {
                  (SELECT e.aggregate_type, e.aggregate_id FROM {s}.events e WHERE {next}
                   ORDER BY e.aggregate_type, e.aggregate_id LIMIT 1) AS next)
          SELECT st.aggregate_type, st.aggregate_id, head.version AS head,
-                COALESCE(l.version, 0) AS snapshot
+                COALESCE(l.version, 0) AS snapshot, l.updated_at
          FROM streams st
          CROSS JOIN LATERAL
              (SELECT e.version FROM {s}.events e
@@ -123,7 +123,8 @@ impl SnapshotAdmin for PostgresDatabase {
                     )?,
                     count(row.try_get(2).map_err(field)?),
                     count(row.try_get(3).map_err(field)?),
-                ))
+                )
+                .with_updated_at(row.try_get(4).map_err(field)?))
             })
             .collect()
     }

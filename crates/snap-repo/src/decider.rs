@@ -13,7 +13,7 @@ use snap_core::{
 use snap_strategy::{BackgroundConfig, SnapshotMode, SnapshotPolicy, SnapshotStrategy};
 
 use crate::error::{BuildError, RepositoryError};
-use crate::repository::{AggregateRepository, RepositoryBuilder, SnapshotCheck};
+use crate::repository::{AggregateRepository, Rebuilt, RepositoryBuilder, SnapshotCheck};
 use crate::stats::RepositoryStats;
 
 /// Why `handle` did not carry out a command.
@@ -254,6 +254,14 @@ impl<D: Decider> DeciderRepository<D> {
         root: &AggregateRoot<Decided<D>>,
     ) -> Result<Snapshot, RepositoryError> {
         self.inner.create_snapshot(root).await
+    }
+
+    /// See [`AggregateRepository::rebuild_snapshot`].
+    pub async fn rebuild_snapshot(
+        &self,
+        id: impl Into<AggregateId>,
+    ) -> Result<Rebuilt, RepositoryError> {
+        self.inner.rebuild_snapshot(id).await
     }
 
     /// See [`AggregateRepository::verify_snapshot`].

@@ -57,5 +57,7 @@ mod stats;
 pub use decider::{DeciderError, DeciderRepository, DeciderRepositoryBuilder, Handled};
 pub use error::{BuildError, RepositoryError};
 pub use pair::StorePair;
-pub use repository::{AggregateRepository, RebuildReport, RepositoryBuilder, SnapshotCheck};
+pub use repository::{
+    AggregateRepository, RebuildReport, Rebuilt, RepositoryBuilder, SnapshotCheck,
+};
 pub use stats::{FallbackReason, FallbackStats, RepositoryStats};

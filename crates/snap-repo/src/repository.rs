@@ -244,6 +244,21 @@ pub struct RebuildReport {
     pub skipped: u64,
 }
 
+/// What [`AggregateRepository::rebuild_snapshot`] did with one aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rebuilt {
+    /// A snapshot at this version was written.
+    Written {
+        /// The stream's version, now the snapshot's.
+        version: u64,
+    },
+    /// The aggregate has no events: nothing to snapshot.
+    NoEvents,
+    /// The aggregate is discarded: it is not snapshotted.
+    Discarded,
+}
+
 /// What [`AggregateRepository::verify_snapshot`] found.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -531,23 +546,54 @@ impl<A: Aggregate> AggregateRepository<A> {
         Ok(snapshot)
     }
 
-    /// Writes a fresh snapshot of every aggregate of this type, each rebuilt by a full replay
-    /// of its events, at the current `SCHEMA_VERSION`: what to run after a schema bump, or
-    /// after [`verify_snapshot`](Self::verify_snapshot) found a drift. Aggregates are read
-    /// `page_size` ids at a time
-    /// ([`EventStore::list_aggregate_ids`](snap_core::EventStore::list_aggregate_ids));
-    /// `progress` sees the running totals after each page. Aggregates that are discarded are skipped. The first
-    /// error stops the run and is returned; the snapshots written before it stay.
-    pub async fn rebuild_snapshots(
+    /// Writes a fresh snapshot of one aggregate, rebuilt by a full replay of its events at the
+    /// current `SCHEMA_VERSION`, over whatever snapshot is stored (a stored snapshot is never
+    /// read, so a drifted or unreadable one is replaced too). An aggregate without events, or
+    /// one that is discarded, is left as it is. The unit of work of
+    /// [`rebuild_snapshots`](Self::rebuild_snapshots) and of the operator tool's `rebuild`.
+    pub async fn rebuild_snapshot(
         &self,
-        page_size: usize,
-        mut progress: impl FnMut(&RebuildReport) + Send,
-    ) -> Result<RebuildReport, RepositoryError> {
+        id: impl Into<AggregateId>,
+    ) -> Result<Rebuilt, RepositoryError> {
         let store = self
             .inner
             .snapshots
             .as_ref()
             .ok_or(RepositoryError::NoSnapshotStore)?;
+        let root = self.full_replay(&id.into(), None).await?;
+        if root.version() == 0 {
+            return Ok(Rebuilt::NoEvents);
+        }
+        if root.state().is_discarded() {
+            return Ok(Rebuilt::Discarded);
+        }
+        let snapshot = root.to_snapshot_with(&*self.inner.codec)?;
+        self.within_timeout(store.save_snapshot(&snapshot))
+            .await
+            .unwrap_or_else(|| Err(timed_out("write")))?;
+        self.inner.counters.snapshot_written(A::TYPE, "rebuild");
+        Ok(Rebuilt::Written {
+            version: snapshot.version,
+        })
+    }
+
+    /// Writes a fresh snapshot of every aggregate of this type, each rebuilt by a full replay
+    /// of its events, at the current `SCHEMA_VERSION`: what to run after a schema bump, or
+    /// after [`verify_snapshot`](Self::verify_snapshot) found a drift. Aggregates are read
+    /// `page_size` ids at a time
+    /// ([`EventStore::list_aggregate_ids`](snap_core::EventStore::list_aggregate_ids)), one
+    /// after another; `progress` sees the running totals after each page. Aggregates that are
+    /// discarded are skipped. The first error stops the run and is returned; the snapshots
+    /// written before it stay. For concurrency, a resume cursor and progress bars, the operator
+    /// tool's `rebuild` runs [`rebuild_snapshot`](Self::rebuild_snapshot) per aggregate.
+    pub async fn rebuild_snapshots(
+        &self,
+        page_size: usize,
+        mut progress: impl FnMut(&RebuildReport) + Send,
+    ) -> Result<RebuildReport, RepositoryError> {
+        if self.inner.snapshots.is_none() {
+            return Err(RepositoryError::NoSnapshotStore);
+        }
         let mut report = RebuildReport::default();
         let mut after = None;
         loop {
@@ -561,17 +607,10 @@ impl<A: Aggregate> AggregateRepository<A> {
             };
             for id in page {
                 report.aggregates += 1;
-                let root = self.full_replay(&id, None).await?;
-                if root.version() == 0 || root.state().is_discarded() {
-                    report.skipped += 1;
-                    continue;
+                match self.rebuild_snapshot(id).await? {
+                    Rebuilt::Written { .. } => report.written += 1,
+                    Rebuilt::NoEvents | Rebuilt::Discarded => report.skipped += 1,
                 }
-                let snapshot = root.to_snapshot_with(&*self.inner.codec)?;
-                self.within_timeout(store.save_snapshot(&snapshot))
-                    .await
-                    .unwrap_or_else(|| Err(timed_out("write")))?;
-                self.inner.counters.snapshot_written(A::TYPE, "rebuild");
-                report.written += 1;
             }
             progress(&report);
             after = Some(last);

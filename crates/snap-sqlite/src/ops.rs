@@ -48,7 +48,9 @@ pub(crate) fn lag_sql(typed: bool) -> String {
                 (SELECT version FROM events WHERE aggregate_type = t AND aggregate_id = id
                  ORDER BY version DESC LIMIT 1) AS head,
                 COALESCE((SELECT version FROM snapshots WHERE aggregate_type = t AND aggregate_id = id
-                          ORDER BY version DESC LIMIT 1), 0) AS snapshot
+                          ORDER BY version DESC LIMIT 1), 0) AS snapshot,
+                (SELECT updated_at FROM snapshots WHERE aggregate_type = t AND aggregate_id = id
+                 ORDER BY version DESC LIMIT 1) AS updated
          FROM streams WHERE id IS NOT NULL
          ORDER BY head - snapshot DESC, t, id LIMIT ?1"
     )
@@ -113,13 +115,21 @@ impl SnapshotAdmin for SqliteDatabase {
             let mut lag = Vec::new();
             while let Some(row) = rows.next().map_err(|e| sqlite_error(e, "snapshot_lag"))? {
                 let id: String = row.get(1).map_err(decode_error)?;
-                lag.push(SnapshotLag::new(
-                    row.get(0).map_err(decode_error)?,
-                    snap_core::AggregateId::parse_stored("sqlite", id)?,
-                    version_from_sql(row.get_ref(2).map_err(decode_error)?)
-                        .map_err(decode_error)?,
-                    u64::try_from(row.get::<_, i64>(3).map_err(decode_error)?).unwrap_or(0),
-                ));
+                lag.push(
+                    SnapshotLag::new(
+                        row.get(0).map_err(decode_error)?,
+                        snap_core::AggregateId::parse_stored("sqlite", id)?,
+                        version_from_sql(row.get_ref(2).map_err(decode_error)?)
+                            .map_err(decode_error)?,
+                        u64::try_from(row.get::<_, i64>(3).map_err(decode_error)?).unwrap_or(0),
+                    )
+                    .with_updated_at(
+                        match row.get_ref(4).map_err(decode_error)? {
+                            rusqlite::types::ValueRef::Null => None,
+                            value => Some(timestamp_from_sql(value).map_err(decode_error)?),
+                        },
+                    ),
+                );
             }
             Ok(lag)
         })

@@ -63,6 +63,16 @@ pub async fn admin_reports_stats_lag_and_prune_counts(
         "most events after the snapshot first"
     );
     assert_eq!(lag[0].behind(), 2);
+    let written: Vec<bool> = lag
+        .iter()
+        .map(|l| l.snapshot_updated_at.is_some())
+        .collect();
+    assert_eq!(
+        written,
+        [true, false, true],
+        "when each latest snapshot was written"
+    );
+    assert_eq!(lag[0].snapshot_updated_at, Some(big.updated_at));
     assert_eq!(admin.snapshot_lag(None, 1).await.unwrap().len(), 1);
 
     assert_eq!(
