@@ -10,9 +10,11 @@
 //! cargo xtask soak [ARGS]   fault and load cases 10x longer, 1,000 property cases, in release
 //! cargo xtask schema --backend <memory|sqlite|postgres>   print a backend's schema
 //! cargo xtask migrate --database-url URL [--schema S]    apply it (sqlite://PATH, postgres://...)
+//! cargo xtask package       package the published crates, each built from its package alone
 //! ```
 //!
 //! It orchestrates cargo; `schema` and `migrate` call the backends' own migration code.
+//! Arguments are parsed by clap (`cargo xtask help`).
 
 #![allow(
     clippy::print_stdout,
@@ -22,63 +24,101 @@
 
 use std::env;
 use std::process::{Command, ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Instant;
 
 mod guide;
 mod release;
 
-const HELP: &str = "\
-usage: cargo xtask <command>
+/// Project automation, run as `cargo xtask <command>`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
 
-commands:
-  ci            everything CI checks: fmt --check, clippy -D warnings (all targets and
-                features), the test suite, docs with warnings denied, the example,
-                a quick debug run of the benchmark
-  test [ARGS]   the whole workspace test suite, all features; ARGS are passed to cargo test
-  fmt           cargo fmt on the workspace
-  doc           cargo doc with warnings denied
-  bench [--backend <memory|sqlite|postgres|all>] [--events N,N,..] [--quick] [--out <DIR>]
-                the benchmark in release: medians against floors measured in the same run,
-                written to DIR/report.md, DIR/report.json and the chart DIR/report.svg
-                (default target/bench)
-  guide         follow docs/getting-started.md literally in $TMPDIR/snap-es-guide-PID: cargo new,
-                cargo add, the guide's code, cargo run in memory and on SQLite
-  soak [ARGS]   the fault and load cases ten times longer and 1,000 cases per property
-                test, in release (SNAP_SOAK=10, SNAP_PROPTEST_CASES=1000)
-  schema --backend <memory|sqlite|postgres>
-                print the schema a backend's migrate() applies
-  migrate --database-url <URL> [--schema <NAME>]
-                apply the schema; URL is sqlite://PATH (sqlite:///abs/path for an absolute
-                path) or postgres://USER@HOST:PORT/DB; --schema picks the PostgreSQL schema
-  help          this text
-";
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Everything CI checks: fmt --check, clippy -D warnings (all targets and features), the
+    /// test suite, docs with warnings denied, the examples, the getting-started guide, a quick
+    /// debug run of the benchmark, the MSRV, licences and sources, packaging.
+    Ci,
+    /// The whole workspace test suite, all features; ARGS are passed to cargo test.
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// cargo fmt on the workspace.
+    Fmt,
+    /// cargo doc with warnings denied.
+    Doc,
+    /// The benchmark in release: medians against floors measured in the same run, written to
+    /// DIR/report.md, DIR/report.json and the chart DIR/report.svg (default target/bench).
+    /// ARGS go to snap-bench: [--backend memory|sqlite|postgres|nats|all] [--events N,N,..]
+    /// [--quick] [--out DIR].
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Follow docs/getting-started.md literally in $TMPDIR/snap-es-guide-PID: cargo new, cargo
+    /// add, the guide's code, cargo run in memory and on SQLite.
+    Guide,
+    /// The fault and load cases ten times longer and 1,000 cases per property test, in
+    /// release; ARGS are passed to cargo test.
+    Soak {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print the schema a backend's `migrate()` applies.
+    Schema {
+        /// The backend.
+        #[arg(long, value_enum)]
+        backend: SchemaBackend,
+    },
+    /// Apply the schema: `sqlite://PATH` (`sqlite:///abs/path` for an absolute path) or
+    /// `postgres://USER@HOST:PORT/DB`.
+    Migrate {
+        /// The database.
+        #[arg(long)]
+        database_url: String,
+        /// The PostgreSQL schema.
+        #[arg(long)]
+        schema: Option<String>,
+    },
+    /// Package the published crates, each verified by building it from its package alone.
+    Package,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SchemaBackend {
+    Memory,
+    Sqlite,
+    Postgres,
+}
 
 type Result<T = ()> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = env::args().skip(1).collect();
-    let (command, rest) = args
-        .split_first()
-        .map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
-    let result = match command {
-        "ci" => ci(),
-        "test" => test(rest),
-        "fmt" => cargo(&["fmt", "--all"], &[]),
-        "doc" => doc(),
-        "bench" => bench(rest),
-        "guide" => guide::guide(),
-        "soak" => soak(rest),
-        "schema" => flag(rest, "--backend").and_then(|backend| schema(&backend)),
-        "package" => release::package(),
-        "migrate" => flag(rest, "--database-url").and_then(|url| {
-            let schema = flag(rest, "--schema").ok();
-            migrate(&url, schema.as_deref())
-        }),
-        "help" | "-h" | "--help" => {
-            print!("{HELP}");
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Ci => ci(),
+        Task::Test { args } => test(&args),
+        Task::Fmt => cargo(&["fmt", "--all"], &[]),
+        Task::Doc => doc(),
+        Task::Bench { args } => bench(&args),
+        Task::Guide => guide::guide(),
+        Task::Soak { args } => soak(&args),
+        Task::Schema { backend } => {
+            schema(backend);
             Ok(())
         }
-        other => Err(format!("unknown command {other:?}\n\n{HELP}")),
+        Task::Package => release::package(),
+        Task::Migrate {
+            database_url,
+            schema,
+        } => migrate(&database_url, schema.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,42 +145,21 @@ fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result {
     }
 }
 
-/// The value of `--name VALUE` or `--name=VALUE`.
-fn flag(args: &[String], name: &str) -> Result<String> {
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        if arg == name {
-            return args
-                .next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"));
-        }
-        if let Some(value) = arg
-            .strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix('='))
-        {
-            return Ok(value.to_owned());
-        }
-    }
-    Err(format!("missing {name}\n\n{HELP}"))
-}
-
-fn schema(backend: &str) -> Result {
+fn schema(backend: SchemaBackend) {
     match backend {
-        "memory" => {
+        SchemaBackend::Memory => {
             println!("-- the memory backend keeps its data in process memory and has no schema");
-            Ok(())
         }
-        "sqlite" => {
+        SchemaBackend::Sqlite => {
             for (name, sql) in snap_sqlite::MIGRATIONS {
                 println!("-- {name}\n{sql}");
             }
-            Ok(())
         }
-        "postgres" => Err("the PostgreSQL backend is not built yet".to_owned()),
-        other => Err(format!(
-            "unknown backend {other:?}: expected memory or sqlite"
-        )),
+        SchemaBackend::Postgres => {
+            for (version, description, sql) in snap_postgres::MIGRATIONS {
+                println!("-- {version} {description}\n{sql}");
+            }
+        }
     }
 }
 

@@ -45,55 +45,69 @@ pub(crate) struct Config {
     pub(crate) command: String,
 }
 
+/// The benchmark's arguments.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "snap-bench",
+    about = "The snap-es benchmark: medians against floors measured in the same run."
+)]
+struct Args {
+    /// The backend to measure.
+    #[arg(long, value_enum, default_value_t = BackendArg::All)]
+    backend: BackendArg,
+    /// The stream lengths of the load table, e.g. 100,1000 (default 100,1000,10000,100000;
+    /// 100,1000 with --quick).
+    #[arg(long, value_delimiter = ',', value_parser = parse_count)]
+    events: Option<Vec<u64>>,
+    /// Fewer samples and a smaller history: a smoke run, not a measurement.
+    #[arg(long)]
+    quick: bool,
+    /// Where the report goes.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    Memory,
+    Sqlite,
+    Postgres,
+    Nats,
+    All,
+}
+
+/// A positive whole number; `_` may group digits.
+fn parse_count(text: &str) -> Result<u64, String> {
+    text.trim()
+        .replace('_', "")
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a positive whole number"))
+}
+
 impl Config {
-    fn parse(args: &[String]) -> Result<Self, String> {
-        let mut backend = "all".to_owned();
-        let mut quick = false;
-        let mut event_counts = None;
-        let mut out = PathBuf::from("target/bench");
-        let mut rest = args.iter();
-        while let Some(arg) = rest.next() {
-            match arg.as_str() {
-                "--backend" => backend.clone_from(rest.next().ok_or("--backend needs a value")?),
-                "--quick" => quick = true,
-                "--events" => {
-                    let list = rest.next().ok_or("--events needs a list, e.g. 100,1000")?;
-                    let counts = list
-                        .split(',')
-                        .map(|n| {
-                            n.trim()
-                                .replace('_', "")
-                                .parse::<u64>()
-                                .ok()
-                                .filter(|n| *n > 0)
-                        })
-                        .collect::<Option<Vec<u64>>>()
-                        .ok_or_else(|| {
-                            format!("--events {list:?}: expected positive whole numbers")
-                        })?;
-                    event_counts = Some(counts);
-                }
-                "--out" => out = rest.next().ok_or("--out needs a directory")?.into(),
-                other => return Err(format!("unknown argument `{other}`")),
-            }
-        }
-        let backends = match backend.as_str() {
+    fn parse(args: &[String]) -> Result<Self, clap::Error> {
+        use clap::Parser as _;
+        let parsed = Args::try_parse_from(
+            std::iter::once("snap-bench").chain(args.iter().map(String::as_str)),
+        )?;
+        let backends = match parsed.backend {
             // The in-memory run leaves a heap of freed small blocks behind that slows the
             // allocations of whatever runs after it, so it runs last.
-            "all" => vec![
+            BackendArg::All => vec![
                 "sqlite".into(),
                 "postgres".into(),
                 "nats".into(),
                 "memory".into(),
             ],
-            "memory" | "sqlite" | "postgres" | "nats" => vec![backend],
-            other => {
-                return Err(format!(
-                    "unknown backend `{other}` (memory, sqlite, postgres, nats, all)"
-                ));
-            }
+            BackendArg::Memory => vec!["memory".into()],
+            BackendArg::Sqlite => vec!["sqlite".into()],
+            BackendArg::Postgres => vec!["postgres".into()],
+            BackendArg::Nats => vec!["nats".into()],
         };
-        let event_counts = event_counts.unwrap_or_else(|| {
+        let quick = parsed.quick;
+        let event_counts = parsed.events.unwrap_or_else(|| {
             if quick {
                 vec![100, 1_000]
             } else {
@@ -108,7 +122,7 @@ impl Config {
             backends,
             quick,
             event_counts,
-            out,
+            out: parsed.out,
             command,
         })
     }
@@ -138,9 +152,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = match Config::parse(&args) {
         Ok(config) => config,
-        Err(message) => {
-            eprintln!("snap-bench: {message}");
-            return ExitCode::from(2);
+        Err(error) => {
+            // clap's help and version exit 0, a bad argument 2.
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -185,4 +200,36 @@ async fn run(config: &Config) -> Result<Report, String> {
         Report::progress(&line);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::parse(&args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn arguments_are_parsed_by_clap() {
+        let config = parse(&["--backend", "sqlite", "--events", "100,1_000", "--quick"])
+            .expect("valid arguments");
+        assert_eq!(config.backends, ["sqlite"]);
+        assert_eq!(config.event_counts, [100, 1_000]);
+        assert!(config.quick);
+        assert_eq!(
+            config.command,
+            "cargo xtask bench --backend sqlite --events 100,1_000 --quick"
+        );
+        let all = parse(&[]).expect("the defaults");
+        assert_eq!(all.backends, ["sqlite", "postgres", "nats", "memory"]);
+        assert_eq!(all.event_counts, [100, 1_000, 10_000, 100_000]);
+        for bad in [
+            &["--events", "0"][..],
+            &["--backend", "oracle"],
+            &["--fast"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -28,7 +28,7 @@ pub(crate) struct Spread {
     p99: u64,
     max: u64,
     /// The percentile the thresholds apply to.
-    chosen: u64,
+    at_percentile: u64,
 }
 
 /// The nearest-rank `percentile` of `sorted` (not empty).
@@ -48,7 +48,7 @@ fn spread(mut values: Vec<u64>, percentile: u8) -> Option<Spread> {
         p90: rank(&values, 90),
         p99: rank(&values, 99),
         max: rank(&values, 100),
-        chosen: rank(&values, percentile),
+        at_percentile: rank(&values, percentile),
     })
 }
 
@@ -88,12 +88,12 @@ fn assess(lag: Vec<SnapshotLag>, bounds: &Bounds, now: time::OffsetDateTime) -> 
             let age_seconds = spread(ages, bounds.percentile);
             let mut over = Vec::new();
             if let (Some(max), Some(lag)) = (bounds.max_lag, lag)
-                && lag.chosen > max
+                && lag.at_percentile > max
             {
                 over.push("lag");
             }
             if let (Some(max), Some(age)) = (bounds.max_age, age_seconds)
-                && age.chosen > max.as_secs()
+                && age.at_percentile > max.as_secs()
             {
                 over.push("age");
             }
@@ -161,7 +161,9 @@ fn health_table(types: &[TypeHealth], percentile: u8) -> String {
         return "(no events)\n".to_owned();
     }
     let cells = |s: Option<Spread>, show: fn(u64) -> String| match s {
-        Some(s) => [s.p50, s.p90, s.p99, s.max, s.chosen].map(show).to_vec(),
+        Some(s) => [s.p50, s.p90, s.p99, s.max, s.at_percentile]
+            .map(show)
+            .to_vec(),
         None => vec!["-".to_owned(); 5],
     };
     let rows = types

@@ -12,7 +12,7 @@ use crate::args::Target;
 use crate::commands::parse_id;
 use crate::diff::{Difference, diff};
 use crate::open::{Failure, fail, open};
-use crate::show::when;
+use crate::show::{rfc3339, when};
 
 pub(crate) async fn inspect(
     admin: &Admin,
@@ -97,8 +97,8 @@ impl Found<'_> {
                 "version": s.version,
                 "schema_version": s.schema_version,
                 "state_bytes": state_bytes(&s.state),
-                "created_at": s.created_at,
-                "updated_at": s.updated_at,
+                "created_at": rfc3339(s.created_at),
+                "updated_at": rfc3339(s.updated_at),
             })
         });
         json!({

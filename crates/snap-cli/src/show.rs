@@ -6,12 +6,14 @@ use snap_core::{SnapshotLag, SnapshotTypeStats};
 
 /// A time as an operator reads it: RFC 3339 to the second, and how long ago.
 pub(crate) fn when(at: time::OffsetDateTime, now: time::OffsetDateTime) -> String {
-    let stamp = at
-        .replace_nanosecond(0)
-        .unwrap_or(at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| at.to_string());
+    let stamp = rfc3339(at.replace_nanosecond(0).unwrap_or(at));
     format!("{stamp} ({})", age(now - at))
+}
+
+/// A time in RFC 3339, as the JSON of every command shows it.
+pub(crate) fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
 }
 
 /// `elapsed` in the largest whole unit: "12 s ago", "5 min ago", "3 h ago", "2 d ago".

@@ -140,6 +140,14 @@ async fn operate(target: &[&str], store: &dyn SnapshotStore) {
         0,
     );
     assert_eq!(inspected["check"]["result"], "matches", "{inspected}");
+    let written = inspected["snapshot"]["updated_at"]
+        .as_str()
+        .unwrap_or_default();
+    let rfc3339 = &snap_es::time::format_description::well_known::Rfc3339;
+    assert!(
+        snap_es::time::OffsetDateTime::parse(written, rfc3339).is_ok(),
+        "times in RFC 3339: {inspected}"
+    );
     assert_eq!(
         (&inspected["head"], &inspected["behind"]),
         (&10.into(), &0.into())
