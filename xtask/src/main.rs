@@ -260,7 +260,7 @@ fn doc() -> Result {
 
 fn ci() -> Result {
     let started = Instant::now();
-    let steps: [(&str, &dyn Fn() -> Result); 10] = [
+    let steps: [(&str, &dyn Fn() -> Result); 11] = [
         ("format", &|| cargo(&["fmt", "--all", "--check"], &[])),
         ("lint", &|| {
             cargo(
@@ -275,6 +275,27 @@ fn ci() -> Result {
                 ],
                 &[],
             )
+        }),
+        // The operator commands build with any one backend (the facade's `cli` feature
+        // enables those of the backends the application enables).
+        ("cli backends", &|| {
+            for backend in ["sqlite", "postgres", "nats"] {
+                cargo(
+                    &[
+                        "clippy",
+                        "--package",
+                        "snap-cli",
+                        "--no-default-features",
+                        "--features",
+                        backend,
+                        "--",
+                        "-D",
+                        "warnings",
+                    ],
+                    &[],
+                )?;
+            }
+            Ok(())
         }),
         ("test", &ci_test),
         ("doc", &doc),

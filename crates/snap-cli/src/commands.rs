@@ -11,7 +11,7 @@ use crate::Admin;
 use crate::args::{Backend, Cli, Command, Job, Target};
 use crate::diff::diff;
 use crate::jobs::{self, Cursor, Done, Ended, Settings, Task};
-use crate::open::{Failure, fail, open};
+use crate::open::{Failure, fail, open, open_for};
 use crate::progress::Progress;
 use crate::redact::redact_url;
 use crate::show::stats_table;
@@ -77,24 +77,23 @@ fn schema(backend: Backend) -> Result<u8, Failure> {
             for (name, sql) in snap_sqlite::MIGRATIONS {
                 println!("-- {name}\n{sql}");
             }
+            Ok(0)
         }
         #[cfg(feature = "postgres")]
         Backend::Postgres => {
             for (version, description, sql) in snap_postgres::MIGRATIONS {
                 println!("-- {version} {description}\n{sql}");
             }
+            Ok(0)
         }
         #[allow(
             unreachable_patterns,
             reason = "reached when a backend is not built in"
         )]
-        other => {
-            return Err(fail(format!(
-                "this binary was built without the {other:?} backend"
-            )));
-        }
+        other => Err(fail(format!(
+            "this binary was built without the {other:?} backend"
+        ))),
     }
-    Ok(0)
 }
 
 async fn stats(
@@ -282,7 +281,7 @@ fn stopped(ended: &Ended, job: &Job, json: bool, status: u8) -> Result<u8, Failu
 async fn rebuild(admin: &Admin, target: &Target, job: &Job) -> Result<u8, Failure> {
     let ty = job.aggregate_type.as_str();
     let kind = admin.kind(ty)?;
-    let database = open(target, false).await?;
+    let database = open_for(target, false, u32::from(job.concurrency)).await?;
     let backend = database.backend();
     let checks = kind.open(backend.clone())?;
     let cursor = job.cursor.as_deref().map(|path| Cursor::new(path, ty));
@@ -330,7 +329,7 @@ async fn verify(
 ) -> Result<u8, Failure> {
     let ty = job.aggregate_type.as_str();
     let kind = admin.kind(ty)?;
-    let database = open(target, false).await?;
+    let database = open_for(target, false, u32::from(job.concurrency)).await?;
     let backend = database.backend();
     let checks = kind.open(backend.clone())?;
     let cursor = job.cursor.as_deref().map(|path| Cursor::new(path, ty));

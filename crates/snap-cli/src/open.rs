@@ -90,6 +90,17 @@ fn without(backend: &str, feature: &str) -> Failure {
 
 /// Opens an existing, migrated database (or, to migrate, any reachable one).
 pub(crate) async fn open(target: &Target, migrate: bool) -> Result<Database, Failure> {
+    open_for(target, migrate, 2).await
+}
+
+/// [`open`] for `connections` aggregates worked on at once (the size of a PostgreSQL pool).
+pub(crate) async fn open_for(
+    target: &Target,
+    migrate: bool,
+    connections: u32,
+) -> Result<Database, Failure> {
+    #[cfg(not(feature = "postgres"))]
+    let _ = connections;
     let url = target.database_url.as_str();
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
@@ -104,7 +115,7 @@ pub(crate) async fn open(target: &Target, migrate: bool) -> Result<Database, Fai
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         #[cfg(feature = "postgres")]
-        return open_postgres(target, migrate).await;
+        return open_postgres(target, migrate, connections).await;
         #[cfg(not(feature = "postgres"))]
         return Err(without("PostgreSQL", "postgres"));
     }
@@ -147,12 +158,16 @@ async fn open_sqlite(path: PathBuf, migrate: bool) -> Result<Database, Failure> 
 }
 
 #[cfg(feature = "postgres")]
-async fn open_postgres(target: &Target, migrate: bool) -> Result<Database, Failure> {
+async fn open_postgres(
+    target: &Target,
+    migrate: bool,
+    connections: u32,
+) -> Result<Database, Failure> {
     use snap_postgres::PostgresOptions;
     let database = PostgresOptions::new(&target.database_url)
         .schema(target.schema.clone())
         .application_name("snap-es-cli")
-        .max_connections(8)
+        .max_connections(connections.max(2))
         .acquire_timeout(std::time::Duration::from_secs(5))
         .migrate(migrate)
         .connect()

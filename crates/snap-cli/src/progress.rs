@@ -10,7 +10,7 @@
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 /// How often a plain progress line is printed.
 const EVERY: Duration = Duration::from_secs(2);
@@ -39,10 +39,16 @@ impl Progress {
         }
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total);
-            let style = ProgressStyle::with_template(
-                "{msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)",
-            )
-            .map(|style| style.progress_chars("=> "));
+            let style =
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({rate}, {eta} left)")
+                    .map(|style| {
+                        style.progress_chars("=> ").with_key(
+                            "rate",
+                            |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                                let _ = write!(out, "{:.0}/s", state.per_sec());
+                            },
+                        )
+                    });
             if let Ok(style) = style {
                 bar.set_style(style);
             }
