@@ -42,11 +42,11 @@ pub(crate) struct Job {
     /// Only these aggregates (repeat the flag for several).
     #[arg(long = "id")]
     pub(crate) ids: Vec<String>,
-    /// Aggregates worked on at once.
+    /// Aggregates worked on at once (on PostgreSQL, at most 32 connections are opened).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) concurrency: u16,
     /// At most this many aggregates per second (no limit by default).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) max_rate: Option<u32>,
     /// Start after this aggregate id (ids run in the order of their text).
     #[arg(long, conflicts_with = "ids")]
@@ -66,6 +66,9 @@ pub(crate) enum Command {
     Migrate {
         #[command(flatten)]
         target: Target,
+        /// JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the schema `migrate` applies.
     Schema {
@@ -120,7 +123,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         job: Job,
         /// Only this many aggregates, chosen at random.
-        #[arg(long, conflicts_with = "ids")]
+        #[arg(long, conflicts_with_all = ["ids", "cursor", "after"])]
         sample: Option<usize>,
     },
     /// One aggregate: its snapshot, its stream's head, the lag, and how the snapshot differs

@@ -3,6 +3,8 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher as _;
 
+use std::sync::Arc;
+
 use serde_json::json;
 use snap_core::{AggregateId, DynEventStore};
 use snap_repo::{Rebuilt, SnapshotCheck};
@@ -10,10 +12,11 @@ use snap_repo::{Rebuilt, SnapshotCheck};
 use crate::Admin;
 use crate::args::{Backend, Cli, Command, Job, Target};
 use crate::diff::diff;
-use crate::jobs::{self, Cursor, Done, Ended, Settings, Task};
+use crate::jobs::{self, Cursor, Done, Ended, Interrupts, Settings, Task};
 use crate::open::{Failure, fail, open, open_for};
 use crate::progress::Progress;
 use crate::redact::redact_url;
+use crate::registry::Checks;
 use crate::show::stats_table;
 
 /// Exit status of a job stopped by Ctrl-C.
@@ -22,9 +25,21 @@ pub(crate) const INTERRUPTED: u8 = 130;
 pub(crate) async fn run(admin: &Admin, cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Schema { backend } => schema(backend),
-        Command::Migrate { target } => {
-            open(&target, true).await?;
-            println!("migrated {}", redact_url(&target.database_url));
+        Command::Migrate { target, json } => {
+            let database = open(&target, true).await?;
+            let shown = redact_url(&target.database_url);
+            let version = database.schema_version().await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "database": shown, "migrated": true, "schema_version": version })
+                );
+            } else {
+                match version {
+                    Some(version) => println!("migrated {shown} (schema version {version})"),
+                    None => println!("migrated {shown}"),
+                }
+            }
             Ok(0)
         }
         Command::Stats {
@@ -229,6 +244,7 @@ fn ended_json(
         "elapsed_ms": ended.elapsed.as_millis(),
         "complete": ended.complete(),
         "interrupted": ended.interrupted,
+        "abandoned": ended.abandoned,
         "done_through": ended.done_through,
         "error": ended.error.as_ref().map(|(id, message)| json!({
             "aggregate_id": id,
@@ -255,43 +271,95 @@ fn ended_line(command: &str, ty: &str, ended: &Ended, resumed: Option<&Aggregate
 
 /// How to go on from where a job stopped, and its exit status; or the failure that stopped it.
 fn stopped(ended: &Ended, job: &Job, json: bool, status: u8) -> Result<u8, Failure> {
+    if ended.complete() {
+        // A Ctrl-C after the last aggregate changes nothing.
+        return Ok(status);
+    }
     let resume = match (&job.cursor, &ended.done_through) {
         (Some(path), _) => format!("run again with --cursor {}", path.display()),
+        (None, Some(id)) if !job.ids.is_empty() => {
+            format!("run again with the --id values after {id}")
+        }
         (None, Some(id)) => format!("run again with --after {:?}", id.to_string()),
         (None, None) => "run again".to_owned(),
+    };
+    let abandoned = if ended.abandoned > 0 {
+        format!(
+            "; stopped at once by a second Ctrl-C, leaving {} under way (a new run does them again)",
+            ended.abandoned
+        )
+    } else {
+        String::new()
     };
     if let Some((id, message)) = &ended.error {
         let at = id
             .as_ref()
             .map_or_else(String::new, |id| format!(" at aggregate {id}"));
-        return Err(fail(format!(
-            "{}{at}: {message}; to go on, {resume}",
-            "stopped"
-        )));
+        return Err(fail(format!("stopped{at}: {message}; to go on, {resume}")));
     }
     if ended.interrupted {
-        if !json && ended.done < ended.total {
-            println!("interrupted by Ctrl-C: to go on, {resume}");
+        if !json {
+            println!("interrupted by Ctrl-C{abandoned}: to go on, {resume}");
         }
         return Ok(INTERRUPTED);
     }
     Ok(status)
 }
 
-async fn rebuild(admin: &Admin, target: &Target, job: &Job) -> Result<u8, Failure> {
+/// What a job needs before it starts.
+struct Prepared {
+    checks: Arc<dyn Checks>,
+    ids: Vec<AggregateId>,
+    resumed: Option<AggregateId>,
+    settings: Settings,
+    progress: Progress,
+}
+
+/// The registered type, the open database, the ids to work on (a sample of `sample_size` of
+/// them, when given), how the job runs and its progress display.
+async fn prepare(
+    admin: &Admin,
+    target: &Target,
+    job: &Job,
+    command: &str,
+    sample_size: Option<usize>,
+) -> Result<Prepared, Failure> {
     let ty = job.aggregate_type.as_str();
     let kind = admin.kind(ty)?;
     let database = open_for(target, false, u32::from(job.concurrency)).await?;
     let backend = database.backend();
     let checks = kind.open(backend.clone())?;
     let cursor = job.cursor.as_deref().map(|path| Cursor::new(path, ty));
-    let (ids, resumed) = plan(&*backend.event_store(), job, cursor.as_ref()).await?;
+    let (mut ids, resumed) = plan(&*backend.event_store(), job, cursor.as_ref()).await?;
+    if let Some(count) = sample_size {
+        ids = sample(ids, count);
+    }
+    let progress = Progress::new(format!("{command} {ty}"), ids.len() as u64, job.json);
     let settings = Settings {
         concurrency: usize::from(job.concurrency),
         max_rate: job.max_rate,
         cursor,
     };
-    let mut progress = Progress::new(format!("rebuild {ty}"), ids.len() as u64, job.json);
+    Ok(Prepared {
+        checks,
+        ids,
+        resumed,
+        settings,
+        progress,
+    })
+}
+
+async fn rebuild(admin: &Admin, target: &Target, job: &Job) -> Result<u8, Failure> {
+    let ty = job.aggregate_type.as_str();
+    // From here a Ctrl-C stops the job cleanly (while the ids are listed, before any work).
+    let interrupts = Interrupts::listen();
+    let Prepared {
+        checks,
+        ids,
+        resumed,
+        settings,
+        mut progress,
+    } = prepare(admin, target, job, "rebuild", None).await?;
     let (mut written, mut no_events, mut discarded) = (0u64, 0u64, 0u64);
     let ended = jobs::run(
         checks,
@@ -299,6 +367,7 @@ async fn rebuild(admin: &Admin, target: &Target, job: &Job) -> Result<u8, Failur
         ids,
         &settings,
         &mut progress,
+        interrupts.count.clone(),
         |_, done| match done {
             Done::Rebuilt(Rebuilt::Written { .. }) => written += 1,
             Done::Rebuilt(Rebuilt::NoEvents) => no_events += 1,
@@ -328,21 +397,15 @@ async fn verify(
     sample_size: Option<usize>,
 ) -> Result<u8, Failure> {
     let ty = job.aggregate_type.as_str();
-    let kind = admin.kind(ty)?;
-    let database = open_for(target, false, u32::from(job.concurrency)).await?;
-    let backend = database.backend();
-    let checks = kind.open(backend.clone())?;
-    let cursor = job.cursor.as_deref().map(|path| Cursor::new(path, ty));
-    let (mut ids, resumed) = plan(&*backend.event_store(), job, cursor.as_ref()).await?;
-    if let Some(count) = sample_size {
-        ids = sample(ids, count);
-    }
-    let settings = Settings {
-        concurrency: usize::from(job.concurrency),
-        max_rate: job.max_rate,
-        cursor,
-    };
-    let mut progress = Progress::new(format!("verify {ty}"), ids.len() as u64, job.json);
+    // From here a Ctrl-C stops the job cleanly (while the ids are listed, before any work).
+    let interrupts = Interrupts::listen();
+    let Prepared {
+        checks,
+        ids,
+        resumed,
+        settings,
+        mut progress,
+    } = prepare(admin, target, job, "verify", sample_size).await?;
     let (mut matches, mut no_snapshot) = (0u64, 0u64);
     let mut unusable = Vec::new();
     let mut differ = Vec::new();
@@ -352,6 +415,7 @@ async fn verify(
         ids,
         &settings,
         &mut progress,
+        interrupts.count.clone(),
         |id, done| match done {
             Done::Checked(SnapshotCheck::Matches { .. }) => matches += 1,
             Done::Checked(SnapshotCheck::Mismatch {

@@ -9,7 +9,7 @@ use serde_json::json;
 use snap_core::SnapshotLag;
 
 use crate::args::Target;
-use crate::open::{Failure, open};
+use crate::open::{Failure, fail, open};
 use crate::show::{span, table};
 
 /// The thresholds of `health`.
@@ -120,6 +120,12 @@ pub(crate) async fn health(
         .admin()
         .snapshot_lag(aggregate_type, usize::MAX)
         .await?;
+    if let Some(ty) = aggregate_type
+        && lag.is_empty()
+    {
+        // A monitoring job with a misspelt type must not pass.
+        return Err(fail(format!("no aggregates of type {ty:?}")));
+    }
     let types = assess(lag, bounds, time::OffsetDateTime::now_utc());
     let healthy = types.iter().all(|t| t.over.is_empty());
     if json {

@@ -2,8 +2,10 @@
 //! text, a bounded number at once, an optional rate limit, a cursor that makes an interrupted
 //! run resumable, and a clean stop on Ctrl-C.
 //!
-//! On Ctrl-C (or the first error) no further aggregate is started and the ones under way are
-//! finished, so what is done is always every id up to one: the position the cursor keeps.
+//! On Ctrl-C no further aggregate is started and the ones under way are finished, so what is
+//! done is every id up to one and none after it: the position the cursor keeps. A second
+//! Ctrl-C stops at once. On an error the job stops the same way; the ones under way after the
+//! failed id may be done too, and are done again by a resumed run.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use snap_core::{AggregateId, DynEventStore};
 use snap_repo::{Rebuilt, SnapshotCheck};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Interval, MissedTickBehavior};
 
@@ -157,6 +160,9 @@ pub(crate) struct Ended {
     pub(crate) total: u64,
     /// Stopped by Ctrl-C.
     pub(crate) interrupted: bool,
+    /// Aggregates under way when a second Ctrl-C stopped the job at once: their snapshots may
+    /// or may not be written (a resumed run writes them again).
+    pub(crate) abandoned: usize,
     /// The first failure: the aggregate (unless the task itself failed) and the error.
     pub(crate) error: Option<(Option<AggregateId>, String)>,
     /// Every id up to this one is done; `None` when none is.
@@ -171,19 +177,72 @@ impl Ended {
     }
 }
 
+/// The Ctrl-Cs counted from now on, as long as this lives: the first stops a job cleanly,
+/// the second at once.
+#[derive(Debug)]
+pub(crate) struct Interrupts {
+    pub(crate) count: watch::Receiver<u32>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Interrupts {
+    pub(crate) fn listen() -> Self {
+        let (count, counted) = watch::channel(0);
+        let listener = tokio::spawn(async move {
+            let mut seen = 0;
+            while tokio::signal::ctrl_c().await.is_ok() {
+                seen += 1;
+                if count.send(seen).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            count: counted,
+            listener,
+        }
+    }
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// Starts `task` on the aggregate `id`, the `index`th of the job.
+fn start(
+    running: &mut JoinSet<(usize, Result<Done, String>)>,
+    checks: &Arc<dyn Checks>,
+    task: Task,
+    id: AggregateId,
+    index: usize,
+) {
+    let checks = Arc::clone(checks);
+    running.spawn(async move {
+        let outcome = match task {
+            Task::Rebuild => checks.rebuild(id).await.map(Done::Rebuilt),
+            Task::Verify => checks.verify(id).await.map(Done::Checked),
+        };
+        (index, outcome.map_err(|e| Failure::from(e).0))
+    });
+}
+
 async fn tick(ticker: &mut Option<Interval>) {
     if let Some(ticker) = ticker {
         ticker.tick().await;
     }
 }
 
-/// Runs `task` on every one of `ids` and hands each result to `on_done`.
+/// Runs `task` on every one of `ids` and hands each result to `on_done`; `interrupts` counts
+/// the Ctrl-Cs (see [`Interrupts`]).
 pub(crate) async fn run(
     checks: Arc<dyn Checks>,
     task: Task,
     ids: Vec<AggregateId>,
     settings: &Settings,
     progress: &mut Progress,
+    mut interrupts: watch::Receiver<u32>,
     mut on_done: impl FnMut(&AggregateId, Done),
 ) -> Result<Ended, Failure> {
     let started = Instant::now();
@@ -197,12 +256,11 @@ pub(crate) async fn run(
     let mut interrupted = false;
     let mut cursor_written = Instant::now();
     let mut ticker = settings.max_rate.map(|rate| {
-        let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate);
+        let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ticker
     });
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let mut abandoned = 0;
     let mut running = JoinSet::new();
     loop {
         let stopping = interrupted || error.is_some();
@@ -212,7 +270,15 @@ pub(crate) async fn run(
         }
         tokio::select! {
             biased;
-            _ = &mut ctrl_c, if !interrupted => interrupted = true,
+            Ok(()) = interrupts.changed() => {
+                if interrupted {
+                    // A second Ctrl-C: stop now, leaving what is under way.
+                    abandoned = running.len();
+                    running.abort_all();
+                    break;
+                }
+                interrupted = true;
+            }
             Some(joined) = running.join_next(), if !running.is_empty() => {
                 let (index, outcome): (usize, Result<Done, String>) = match joined {
                     Ok(result) => result,
@@ -234,7 +300,9 @@ pub(crate) async fn run(
                             && frontier > 0
                             && cursor_written.elapsed() >= CURSOR_EVERY
                         {
-                            cursor.write(&ids[frontier - 1])?;
+                            if let Err(Failure(message)) = cursor.write(&ids[frontier - 1]) {
+                                error.get_or_insert((None, message));
+                            }
                             cursor_written = Instant::now();
                         }
                     }
@@ -244,16 +312,7 @@ pub(crate) async fn run(
                 }
             }
             () = tick(&mut ticker), if can_start => {
-                let checks = Arc::clone(&checks);
-                let id = ids[next].clone();
-                let index = next;
-                running.spawn(async move {
-                    let outcome = match task {
-                        Task::Rebuild => checks.rebuild(id).await.map(Done::Rebuilt),
-                        Task::Verify => checks.verify(id).await.map(Done::Checked),
-                    };
-                    (index, outcome.map_err(|e| Failure::from(e).0))
-                });
+                start(&mut running, &checks, task, ids[next].clone(), next);
                 next += 1;
             }
         }
@@ -264,6 +323,7 @@ pub(crate) async fn run(
         done,
         total: total as u64,
         interrupted,
+        abandoned,
         error,
         done_through,
         elapsed: started.elapsed(),
@@ -276,4 +336,207 @@ pub(crate) async fn run(
         }
     }
     Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use snap_core::AggregateId;
+    use snap_repo::{Rebuilt, RepositoryError, SnapshotCheck};
+    use tokio::sync::watch;
+
+    use super::{Cursor, Done, Ended, Settings, Task, run};
+    use crate::progress::Progress;
+    use crate::registry::Checks;
+
+    /// Rebuilds that take the time given per id (10 ms otherwise), or fail.
+    #[derive(Default)]
+    struct Fake {
+        slow: HashMap<String, Duration>,
+        failing: Option<String>,
+        started: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Checks for Fake {
+        async fn rebuild(&self, id: AggregateId) -> Result<Rebuilt, RepositoryError> {
+            let name = id.to_string();
+            self.started.lock().expect("a lock").push(name.clone());
+            let wait = self
+                .slow
+                .get(&name)
+                .copied()
+                .unwrap_or(Duration::from_millis(10));
+            tokio::time::sleep(wait).await;
+            if self.failing.as_deref() == Some(name.as_str()) {
+                return Err(RepositoryError::NoSnapshotStore);
+            }
+            Ok(Rebuilt::Written { version: 1 })
+        }
+
+        async fn verify(&self, _: AggregateId) -> Result<SnapshotCheck, RepositoryError> {
+            Ok(SnapshotCheck::NoSnapshot)
+        }
+    }
+
+    fn ids(n: usize) -> Vec<AggregateId> {
+        (0..n)
+            .map(|i| AggregateId::parse(&format!("a{i:03}")).expect("an id"))
+            .collect()
+    }
+
+    /// Runs a rebuild of `n` ids at `concurrency`, with Ctrl-Cs sent after the delays given.
+    async fn job(
+        fake: Arc<Fake>,
+        n: usize,
+        concurrency: usize,
+        cursor: Option<Cursor>,
+        ctrl_c_after: &[u64],
+    ) -> (Ended, Vec<String>) {
+        let (count, counted) = watch::channel(0);
+        let delays = ctrl_c_after.to_vec();
+        tokio::spawn(async move {
+            for (sent, after) in (1..).zip(delays) {
+                tokio::time::sleep(Duration::from_millis(after)).await;
+                let _ = count.send(sent);
+            }
+            // Kept until the job is over.
+            count.closed().await;
+        });
+        let settings = Settings {
+            concurrency,
+            max_rate: None,
+            cursor,
+        };
+        let mut progress = Progress::Silent;
+        let mut done = Vec::new();
+        let ended = tokio::time::timeout(
+            Duration::from_secs(20),
+            run(
+                fake,
+                Task::Rebuild,
+                ids(n),
+                &settings,
+                &mut progress,
+                counted,
+                |id, _: Done| done.push(id.to_string()),
+            ),
+        )
+        .await
+        .expect("the job ends")
+        .expect("no failure of the runner");
+        (ended, done)
+    }
+
+    #[tokio::test]
+    async fn a_clean_stop_leaves_exactly_a_prefix_done() {
+        // The first id is slow: the others finish before it, out of order.
+        let fake = Arc::new(Fake {
+            slow: HashMap::from([("a000".to_owned(), Duration::from_millis(300))]),
+            ..Fake::default()
+        });
+        let dir = std::env::temp_dir().join(format!("snap-jobs-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let path = dir.join("cursor");
+        let cursor = Cursor::new(&path, "T");
+        let (ended, mut done) = job(fake, 60, 4, Some(cursor.clone()), &[50]).await;
+        assert!(ended.interrupted && !ended.complete(), "{ended:?}");
+        assert!(ended.done > 1 && ended.done < 60, "{ended:?}");
+        done.sort();
+        let expected: Vec<String> = ids(60)
+            .iter()
+            .take(done.len())
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(done, expected, "every id up to one, none after");
+        assert_eq!(
+            ended.done_through.as_ref().map(ToString::to_string),
+            done.last().cloned()
+        );
+        assert_eq!(cursor.read().expect("a cursor"), ended.done_through);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_second_ctrl_c_stops_at_once() {
+        let fake = Arc::new(Fake {
+            slow: HashMap::from([("a001".to_owned(), Duration::from_hours(1))]),
+            ..Fake::default()
+        });
+        let (ended, done) = job(fake, 10, 2, None, &[50, 50]).await;
+        assert!(ended.interrupted, "{ended:?}");
+        assert_eq!(ended.abandoned, 1, "the hour-long one: {ended:?}");
+        assert_eq!(
+            ended.done_through.as_ref().map(ToString::to_string),
+            Some("a000".into())
+        );
+        assert!(!done.contains(&"a001".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn the_first_error_stops_the_job_after_what_is_under_way() {
+        let fake = Arc::new(Fake {
+            failing: Some("a003".to_owned()),
+            ..Fake::default()
+        });
+        let (ended, done) = job(Arc::clone(&fake), 20, 1, None, &[]).await;
+        let (id, message) = ended.error.clone().expect("the failure");
+        assert_eq!(id.map(|id| id.to_string()), Some("a003".into()));
+        assert!(message.contains("no snapshot store"), "{message}");
+        assert_eq!(done, ["a000", "a001", "a002"]);
+        assert_eq!(
+            ended.done_through.map(|id| id.to_string()),
+            Some("a002".into())
+        );
+        assert_eq!(
+            fake.started.lock().expect("a lock").len(),
+            4,
+            "none started after it"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_job_is_complete_and_removes_its_cursor() {
+        let dir = std::env::temp_dir().join(format!("snap-jobs-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let path = dir.join("cursor");
+        let cursor = Cursor::new(&path, "T");
+        cursor.write(&ids(1)[0]).expect("write");
+        let (ended, done) = job(Arc::new(Fake::default()), 0, 4, Some(cursor), &[]).await;
+        assert!(ended.complete() && done.is_empty(), "{ended:?}");
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cursor_of_another_type_is_refused() {
+        let dir = std::env::temp_dir().join(format!("snap-jobs-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let path = dir.join("cursor");
+        Cursor::new(&path, "A").write(&ids(1)[0]).expect("write");
+        let refused = Cursor::new(&path, "B").read().expect_err("another type");
+        assert!(
+            refused.0.contains("is for type \"A\", not \"B\""),
+            "{}",
+            refused.0
+        );
+        std::fs::write(&path, "not json").expect("write");
+        assert!(Cursor::new(&path, "A").read().is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn uuid_like() -> String {
+        format!(
+            "{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        )
+    }
 }

@@ -244,6 +244,11 @@ impl Admin {
             let _ = error.print();
             return ExitCode::SUCCESS;
         }
+        if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            // No command given: the help, which holds no argument, and status 2.
+            let _ = error.print();
+            return ExitCode::from(2);
+        }
         // clap's message, on one line: the error and, after a colon, what it names.
         let rendered = error.to_string();
         let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
@@ -287,6 +292,13 @@ impl Admin {
             }
         })
     }
+}
+
+/// `message` fit to print: each of `urls` shown with its password as `***`, and their
+/// passwords (as written and percent-decoded) replaced by `***` wherever else they appear. What
+/// every operator command does to its messages, for an application's own commands beside them.
+pub fn hide_passwords(message: &str, urls: &[String]) -> String {
+    scrub(message, urls)
 }
 
 /// The URLs among the matched arguments (their passwords are hidden in every message).

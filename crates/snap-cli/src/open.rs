@@ -42,6 +42,22 @@ pub(crate) enum Database {
 }
 
 impl Database {
+    /// The schema version of a SQL database; `None` on NATS, whose streams have none.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres")),
+        expect(clippy::unused_async, reason = "NATS has no schema version to read")
+    )]
+    pub(crate) async fn schema_version(&self) -> Result<Option<i64>, Failure> {
+        Ok(match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(db) => Some(i64::from(db.schema_version().await?)),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(db) => Some(db.schema_version().await?),
+            #[cfg(feature = "nats")]
+            Self::Nats(_) => None,
+        })
+    }
+
     pub(crate) fn admin(&self) -> &dyn SnapshotAdmin {
         match self {
             #[cfg(feature = "sqlite")]
@@ -76,6 +92,11 @@ impl Database {
         }
     }
 }
+
+/// The most PostgreSQL connections a job opens, whatever its concurrency (the server's
+/// default limit is 100 for everyone).
+#[cfg(feature = "postgres")]
+const MAX_CONNECTIONS: u32 = 32;
 
 /// The sentence saying this build lacks a URL's backend.
 #[cfg_attr(
@@ -125,9 +146,14 @@ pub(crate) async fn open_for(
         #[cfg(not(feature = "nats"))]
         return Err(without("NATS", "nats"));
     }
+    // Text that is no URL (key=value settings, say) may hold a password anywhere: not shown.
+    let shown = if url.contains("://") {
+        format!(" {:?}", redact_url(url))
+    } else {
+        String::new()
+    };
     Err(fail(format!(
-        "bad database URL {:?}: expected sqlite://PATH, postgres://... or nats://HOST:PORT",
-        redact_url(url)
+        "bad database URL{shown}: expected sqlite://PATH, postgres://... or nats://HOST:PORT"
     )))
 }
 
@@ -167,7 +193,7 @@ async fn open_postgres(
     let database = PostgresOptions::new(&target.database_url)
         .schema(target.schema.clone())
         .application_name("snap-es-cli")
-        .max_connections(connections.max(2))
+        .max_connections(connections.clamp(2, MAX_CONNECTIONS))
         .acquire_timeout(std::time::Duration::from_secs(5))
         .migrate(migrate)
         .connect()

@@ -138,10 +138,10 @@ pub mod nats {
 /// ```
 #[cfg(feature = "cli")]
 pub mod admin {
-    #[doc(inline)]
-    pub use snap_cli::Admin;
     /// The clap version the command tree is built with, to mount it.
     pub use snap_cli::clap;
+    #[doc(inline)]
+    pub use snap_cli::{Admin, hide_passwords};
 }
 
 /// The names most applications need: `use snap_es::prelude::*;`.

@@ -11,6 +11,7 @@
 use std::process::ExitCode;
 
 use snap_es::admin::clap::{Arg, ArgMatches, Command, value_parser};
+use snap_es::admin::hide_passwords;
 use snap_es::prelude::*;
 use snap_es::{postgres::PostgresOptions, sqlite::SqliteOptions};
 use snap_example_ops::{Account, AccountEvent, Wallet, WalletCommand, admin};
@@ -107,7 +108,13 @@ fn main() -> ExitCode {
         Some(("seed", seed_matches)) => match runtime.block_on(seed(seed_matches)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("bank-ops: seed: {e}");
+                // The operator commands' rule for every message: no password shown.
+                let urls: Vec<String> = seed_matches
+                    .get_one::<String>("database-url")
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                eprintln!("bank-ops: seed: {}", hide_passwords(&e.to_string(), &urls));
                 ExitCode::from(2)
             }
         },

@@ -193,7 +193,15 @@ async fn interrupt_and_resume(target: &[&str], store: &dyn SnapshotStore, dir: &
         .stderr(Stdio::piped())
         .spawn()
         .expect("start bank-ops");
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Stop it once it is under way: its cursor is written after the first aggregates.
+    for _ in 0..600 {
+        if cursor.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cursor.exists(), "the rebuild writes its cursor as it goes");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let first = interrupt(child);
     assert_eq!(first.status.code(), Some(130), "{}", text(&first.stderr));
     let first: Value = serde_json::from_slice(&first.stdout).expect("JSON");
@@ -372,27 +380,38 @@ async fn no_command_shows_the_password() {
     let target = ["--database-url", url.as_str(), "--schema", &schema];
     let unreachable = url.replace(":5432/", ":1/");
     let bad = ["--database-url", unreachable.as_str()];
-    for (target, args) in [
-        (&target[..], &["rebuild", "--type", "BankAccount"][..]),
+    let conninfo = format!("host=127.0.0.1 port=1 user=postgres password={PASSWORD}");
+    let settings = ["--database-url", conninfo.as_str()];
+    for (target, args, status) in [
+        (&target[..], &["rebuild", "--type", "BankAccount"][..], 0),
         (
             &target[..],
             &["verify", "--type", "BankAccount", "--json"][..],
+            0,
         ),
         (
             &target[..],
             &["inspect", "--type", "BankAccount", "--id", "account-00001"][..],
+            0,
         ),
-        (&target[..], &["health", "--max-lag", "0"][..]),
-        (&target[..], &["rebuild", "--type", "Nope"][..]),
-        (&bad[..], &["rebuild", "--type", "BankAccount"][..]),
-        (&bad[..], &["health"][..]),
+        (&target[..], &["health", "--max-lag", "0"][..], 1),
+        (&target[..], &["rebuild", "--type", "Nope"][..], 2),
+        (&bad[..], &["rebuild", "--type", "BankAccount"][..], 2),
+        (&bad[..], &["health"][..], 2),
+        (&settings[..], &["stats"][..], 2),
     ] {
-        let (_, out, err) = snapshots(target, args);
+        let (code, out, err) = snapshots(target, args);
+        assert_eq!(code, status, "{args:?}: {out}{err}");
         assert!(
             !out.contains(PASSWORD) && !err.contains(PASSWORD),
             "{args:?} shows the password: {out}{err}"
         );
     }
+    // The application's own command uses the same rule for its messages.
+    let seeded = bank_ops(&["seed", "--database-url", &unreachable, "--accounts", "1"]);
+    assert_eq!(seeded.status.code(), Some(2));
+    let err = text(&seeded.stderr);
+    assert!(!err.contains(PASSWORD) && err.contains("seed"), "{err}");
     drop_schema(&database, &schema).await;
 }
 
@@ -431,12 +450,36 @@ async fn bad_input_is_one_line_and_exit_status_2() {
             "invalid value '0'",
         ),
         (&["health", "--max-age", "soon"][..], "not a duration"),
+        (
+            &["health", "--type", "BankAcount"][..],
+            "no aggregates of type \"BankAcount\"",
+        ),
+        (
+            &[
+                "verify", "--type", "Wallet", "--sample", "2", "--cursor", cursor,
+            ][..],
+            "cannot be used with",
+        ),
+        (
+            &["rebuild", "--type", "Wallet", "--max-rate", "2000000"][..],
+            "invalid value '2000000'",
+        ),
     ] {
         let (code, out, err) = snapshots(&target, args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(expected), "{args:?}: {err}");
     }
+    // No command: the help, and status 2.
+    let help = bank_ops(&["snapshots"]);
+    assert_eq!(help.status.code(), Some(2));
+    assert!(
+        text(&help.stderr).contains("rebuild"),
+        "{}",
+        text(&help.stderr)
+    );
+    let migrated = json(&target, &["migrate"], 0);
+    assert_eq!(migrated["schema_version"], 3, "{migrated}");
     let missing = format!("sqlite://{}", dir.0.join("none.db").display());
     let (code, _, err) = snapshots(
         &["--database-url", &missing],
