@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use snap_es::postgres::PostgresOptions;
 use snap_es::sqlite::SqliteDatabase;
 use snap_es::{AggregateId, EventStore, NewEvent, Snapshot, SnapshotStore};
+use snap_testkit::services::{nats_available, postgres_available, postgres_url};
 use uuid::Uuid;
 
 fn snap_es(args: &[&str]) -> Output {
@@ -298,36 +299,12 @@ async fn bad_input_is_one_line_and_exit_status_2() {
     assert!(help.status.success() && stdout(&help).contains("prune"));
 }
 
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-#[allow(clippy::print_stderr, reason = "a skipped test says so")]
-fn postgres_reachable() -> bool {
-    // With DATABASE_URL set the test runs and a wrong URL fails it loudly.
-    let reachable = std::env::var("DATABASE_URL").is_ok()
-        || std::net::TcpStream::connect_timeout(
-            &std::net::SocketAddr::from(([127, 0, 0, 1], 5432)),
-            std::time::Duration::from_secs(2),
-        )
-        .is_ok();
-    if !reachable {
-        assert!(
-            std::env::var("SNAP_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-            "SNAP_REQUIRE_POSTGRES=1 but no PostgreSQL server answers"
-        );
-        eprintln!("SKIPPED: no PostgreSQL server at 127.0.0.1:5432");
-    }
-    reachable
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subcommand_on_postgres() {
-    if !postgres_reachable() {
+    if !postgres_available() {
         return;
     }
-    let url = database_url();
+    let url = postgres_url();
     let schema = format!("snap_cli_{}", Uuid::new_v4().simple());
     assert_refused(
         &["stats", "--database-url", &url, "--schema", &schema],
@@ -458,10 +435,10 @@ fn no_command_shows_the_password_of_an_unreachable_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_command_shows_the_password_of_a_postgres_database() {
-    if !postgres_reachable() {
+    if !postgres_available() {
         return;
     }
-    let url = with_password(&database_url());
+    let url = with_password(&postgres_url());
     let schema = format!("snap_cli_{}", Uuid::new_v4().simple());
     let target = ["--database-url", &url, "--schema", &schema];
     let with = |command: &[&'static str]| -> Vec<&str> {
@@ -501,7 +478,7 @@ async fn no_command_shows_the_password_of_a_postgres_database() {
     let refused = assert_password_hidden(&["stats", "--database-url", &missing_database]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
 
-    let database = PostgresOptions::new(database_url())
+    let database = PostgresOptions::new(postgres_url())
         .schema(schema.clone())
         .migrate(false)
         .connect()
@@ -513,10 +490,10 @@ async fn no_command_shows_the_password_of_a_postgres_database() {
 /// A schema whose version cannot be read is an error, not a database without snap-es tables.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_schema_version_is_reported() {
-    if !postgres_reachable() {
+    if !postgres_available() {
         return;
     }
-    let url = database_url();
+    let url = postgres_url();
     let schema = format!("snap_cli_{}", Uuid::new_v4().simple());
     let database = PostgresOptions::new(&url)
         .schema(schema.clone())
@@ -558,29 +535,12 @@ async fn an_unreadable_schema_version_is_reported() {
     sqlx_drop_schema(&database, &schema).await;
 }
 
-#[allow(clippy::print_stderr, reason = "a skipped test says so")]
-fn nats_reachable() -> bool {
-    let reachable = std::net::TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], 4222)),
-        std::time::Duration::from_secs(2),
-    )
-    .is_ok();
-    if !reachable {
-        assert!(
-            std::env::var("SNAP_REQUIRE_NATS").as_deref() != Ok("1"),
-            "SNAP_REQUIRE_NATS=1 but no NATS server answers"
-        );
-        eprintln!("SKIPPED: no NATS server at 127.0.0.1:4222");
-    }
-    reachable
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subcommand_on_nats() {
-    if !nats_reachable() {
+    if !nats_available() {
         return;
     }
-    let url = "nats://127.0.0.1:4222";
+    let url = snap_testkit::services::NATS_URL;
     let prefix = format!("cli{}", &Uuid::new_v4().simple().to_string()[..12]);
     let target = ["--database-url", url, "--prefix", &prefix];
     // A look creates nothing: streams that are not there are an error.

@@ -1,5 +1,5 @@
 //! `bank-ops`: the example application's operator binary. `bank-ops seed` fills a database
-//! with accounts and wallets; `bank-ops snapshots ...` is the snap-es operator command tree
+//! (SQLite, PostgreSQL or NATS JetStream) with accounts and wallets; `bank-ops snapshots ...` is the snap-es operator command tree
 //! mounted under a subcommand of the application's own clap tree.
 
 #![allow(
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use snap_es::admin::clap::{Arg, ArgMatches, Command, value_parser};
 use snap_es::admin::hide_passwords;
 use snap_es::prelude::*;
-use snap_es::{postgres::PostgresOptions, sqlite::SqliteOptions};
+use snap_es::{nats::NatsOptions, postgres::PostgresOptions, sqlite::SqliteOptions};
 use snap_example_ops::{Account, AccountEvent, Wallet, WalletCommand, admin};
 
 fn cli(snapshots: Command) -> Command {
@@ -29,6 +29,12 @@ fn cli(snapshots: Command) -> Command {
                         .long("schema")
                         .default_value("public")
                         .help("The PostgreSQL schema."),
+                )
+                .arg(
+                    Arg::new("prefix")
+                        .long("prefix")
+                        .default_value("snap")
+                        .help("The NATS streams' prefix."),
                 )
                 .arg(
                     Arg::new("accounts")
@@ -58,8 +64,13 @@ async fn seed(matches: &ArgMatches) -> Result<(), Error> {
     let schema = matches
         .get_one::<String>("schema")
         .map_or("public", String::as_str);
+    let prefix = matches
+        .get_one::<String>("prefix")
+        .map_or("snap", String::as_str);
     let backend: std::sync::Arc<dyn Backend> = if let Some(path) = url.strip_prefix("sqlite://") {
         std::sync::Arc::new(SqliteOptions::file(path).open().await?)
+    } else if url.starts_with("nats://") {
+        std::sync::Arc::new(NatsOptions::new(url).prefix(prefix).connect().await?)
     } else {
         std::sync::Arc::new(PostgresOptions::new(url).schema(schema).connect().await?)
     };

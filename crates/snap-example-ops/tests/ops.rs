@@ -9,6 +9,7 @@ use serde_json::Value;
 use snap_es::postgres::{PostgresDatabase, PostgresOptions};
 use snap_es::sqlite::SqliteOptions;
 use snap_es::{AggregateId, SnapshotStore};
+use snap_testkit::services::{NATS_URL, nats_available, postgres_available, postgres_url};
 
 fn bank_ops(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bank-ops"))
@@ -260,25 +261,24 @@ fn uuid_like() -> String {
     snap_es::uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// A SQLite file in `dir`: its URL and the database.
+async fn sqlite_file(dir: &TempDir) -> (String, snap_es::sqlite::SqliteDatabase) {
+    let path = dir.0.join("bank.db");
+    let database = SqliteOptions::file(&path).open().await.expect("open");
+    (format!("sqlite://{}", path.display()), database)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operators_day_on_a_sqlite_file() {
     let dir = TempDir::new();
-    let url = format!("sqlite://{}", dir.0.join("bank.db").display());
-    let database = SqliteOptions::file(dir.0.join("bank.db"))
-        .open()
-        .await
-        .expect("open");
+    let (url, database) = sqlite_file(&dir).await;
     operate(&["--database-url", &url], &database.snapshot_store()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_rebuild_resumes_on_a_sqlite_file() {
     let dir = TempDir::new();
-    let url = format!("sqlite://{}", dir.0.join("bank.db").display());
-    let database = SqliteOptions::file(dir.0.join("bank.db"))
-        .open()
-        .await
-        .expect("open");
+    let (url, database) = sqlite_file(&dir).await;
     interrupt_and_resume(
         &["--database-url", &url],
         &database.snapshot_store(),
@@ -287,33 +287,10 @@ async fn an_interrupted_rebuild_resumes_on_a_sqlite_file() {
     .await;
 }
 
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-#[allow(clippy::print_stderr, reason = "a skipped test says so")]
-fn postgres_reachable() -> bool {
-    let reachable = std::env::var("DATABASE_URL").is_ok()
-        || std::net::TcpStream::connect_timeout(
-            &std::net::SocketAddr::from(([127, 0, 0, 1], 5432)),
-            Duration::from_secs(2),
-        )
-        .is_ok();
-    if !reachable {
-        assert!(
-            std::env::var("SNAP_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-            "SNAP_REQUIRE_POSTGRES=1 but no PostgreSQL server answers"
-        );
-        eprintln!("SKIPPED: no PostgreSQL server at 127.0.0.1:5432");
-    }
-    reachable
-}
-
 /// A fresh schema of the test server, dropped by [`drop_schema`].
 async fn fresh_schema() -> (String, PostgresDatabase) {
     let schema = format!("bank_ops_{}", uuid_like());
-    let database = PostgresOptions::new(database_url())
+    let database = PostgresOptions::new(postgres_url())
         .schema(schema.clone())
         .connect()
         .await
@@ -331,11 +308,11 @@ async fn drop_schema(database: &PostgresDatabase, schema: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operators_day_on_postgres() {
-    if !postgres_reachable() {
+    if !postgres_available() {
         return;
     }
     let (schema, database) = fresh_schema().await;
-    let url = database_url();
+    let url = postgres_url();
     operate(
         &["--database-url", &url, "--schema", &schema],
         &database.snapshot_store(),
@@ -346,11 +323,11 @@ async fn the_operators_day_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_rebuild_resumes_on_postgres() {
-    if !postgres_reachable() {
+    if !postgres_available() {
         return;
     }
     let (schema, database) = fresh_schema().await;
-    let url = database_url();
+    let url = postgres_url();
     let dir = TempDir::new();
     interrupt_and_resume(
         &["--database-url", &url, "--schema", &schema],
@@ -361,19 +338,60 @@ async fn an_interrupted_rebuild_resumes_on_postgres() {
     drop_schema(&database, &schema).await;
 }
 
+/// A NATS JetStream database of its own (streams under a fresh prefix), deleted at the end.
+async fn fresh_prefix() -> (String, snap_es::nats::NatsDatabase) {
+    let prefix = format!("ops{}", &uuid_like()[..12]);
+    let database = snap_es::nats::NatsOptions::new(NATS_URL)
+        .prefix(prefix.clone())
+        .connect()
+        .await
+        .expect("connect");
+    (prefix, database)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_day_on_nats() {
+    if !nats_available() {
+        return;
+    }
+    let (prefix, database) = fresh_prefix().await;
+    operate(
+        &["--database-url", NATS_URL, "--prefix", &prefix],
+        &database.snapshot_store(),
+    )
+    .await;
+    database.destroy().await.expect("delete the test streams");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_rebuild_resumes_on_nats() {
+    if !nats_available() {
+        return;
+    }
+    let (prefix, database) = fresh_prefix().await;
+    let dir = TempDir::new();
+    interrupt_and_resume(
+        &["--database-url", NATS_URL, "--prefix", &prefix],
+        &database.snapshot_store(),
+        &dir.0,
+    )
+    .await;
+    database.destroy().await.expect("delete the test streams");
+}
+
 /// The password the test puts in its URL (the test server trusts local connections).
 const PASSWORD: &str = "s3cret-pw";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_command_shows_the_password() {
-    if !postgres_reachable() {
+    if !postgres_available() {
         return;
     }
     let (schema, database) = fresh_schema().await;
-    let url = database_url().replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
+    let url = postgres_url().replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
     assert!(url.contains(PASSWORD), "the test URL has a user: {url}");
     seed(
-        &["--database-url", &database_url(), "--schema", &schema],
+        &["--database-url", &postgres_url(), "--schema", &schema],
         5,
         2,
     );

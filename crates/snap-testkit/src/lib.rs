@@ -62,6 +62,7 @@ mod invariant;
 mod model;
 mod native;
 pub mod repository;
+pub mod services;
 pub mod snapshot_store;
 pub mod spans;
 pub mod upgrade;
