@@ -13,7 +13,8 @@ fn url() -> String {
 
 /// Opens fresh stores on the server and deletes them when dropped.
 struct Harness {
-    opened: Mutex<Vec<NatsDatabase>>,
+    /// The prefixes of the streams it created.
+    opened: Mutex<Vec<String>>,
     max_payload: OnceLock<usize>,
 }
 
@@ -28,7 +29,7 @@ impl Harness {
     async fn database(&self, keep_history: usize) -> NatsDatabase {
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
         let database = NatsOptions::new(url())
-            .prefix(prefix)
+            .prefix(prefix.clone())
             .connect()
             .await
             .expect("a JetStream server")
@@ -37,7 +38,7 @@ impl Harness {
         self.opened
             .lock()
             .expect("the list of opened stores")
-            .push(database.clone());
+            .push(prefix);
         database
     }
 
@@ -70,9 +71,18 @@ impl Drop for Harness {
                 .enable_all()
                 .build()
                 .expect("a runtime for the clean-up");
+            // A connection of its own: the handles the tests used ran their connection on the
+            // test's runtime, which no longer runs (their requests would only time out).
             runtime.block_on(async {
-                for database in opened {
-                    let _ = database.destroy().await;
+                for prefix in opened {
+                    let database = NatsOptions::new(url())
+                        .prefix(prefix)
+                        .migrate(false)
+                        .connect()
+                        .await;
+                    if let Ok(database) = database {
+                        let _ = database.destroy().await;
+                    }
                 }
             });
         })
@@ -163,4 +173,32 @@ async fn operator_queries_report_stats_lag_and_prune_counts() {
         &database.event_store(),
     )
     .await;
+}
+
+/// Every harness deletes the streams it created when it is dropped, after the test's runtime
+/// has ended as it does under the conformance macros (so the clean-up connects anew).
+#[test]
+fn a_harness_leaves_no_streams_behind() {
+    if Harness::unreachable().is_some() {
+        return;
+    }
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    };
+    let harness = Harness::new();
+    let test = runtime();
+    test.block_on(harness.database(1));
+    drop(test);
+    let prefix = harness.opened.lock().expect("the list")[0].clone();
+    drop(harness);
+    let reopened = runtime().block_on(
+        NatsOptions::new(url())
+            .prefix(prefix.clone())
+            .migrate(false)
+            .connect(),
+    );
+    assert!(reopened.is_err(), "the streams of {prefix} are still there");
 }
