@@ -75,6 +75,9 @@ pub(crate) enum Command {
         /// Which backend's schema.
         #[arg(long, value_enum)]
         backend: Backend,
+        /// JSON (each migration's version, name and SQL) instead of the SQL.
+        #[arg(long)]
+        json: bool,
     },
     /// Snapshots per type and schema version, and the aggregates furthest behind their
     /// latest snapshot.

@@ -24,7 +24,7 @@ pub(crate) const INTERRUPTED: u8 = 130;
 
 pub(crate) async fn run(admin: &Admin, cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Schema { backend } => schema(backend),
+        Command::Schema { backend, json } => schema(backend, json),
         Command::Migrate { target, json } => {
             let database = open(&target, true).await?;
             let shown = redact_url(&target.database_url);
@@ -85,22 +85,16 @@ pub(crate) async fn run(admin: &Admin, cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-fn schema(backend: Backend) -> Result<u8, Failure> {
+/// (version, name, SQL) of each migration `migrate` applies on `backend`, in order.
+fn migrations(backend: Backend) -> Result<Vec<(i64, &'static str, &'static str)>, Failure> {
     match backend {
         #[cfg(feature = "sqlite")]
-        Backend::Sqlite => {
-            for (name, sql) in snap_sqlite::MIGRATIONS {
-                println!("-- {name}\n{sql}");
-            }
-            Ok(0)
-        }
+        Backend::Sqlite => Ok((1..)
+            .zip(snap_sqlite::MIGRATIONS)
+            .map(|(version, (name, sql))| (version, *name, *sql))
+            .collect()),
         #[cfg(feature = "postgres")]
-        Backend::Postgres => {
-            for (version, description, sql) in snap_postgres::MIGRATIONS {
-                println!("-- {version} {description}\n{sql}");
-            }
-            Ok(0)
-        }
+        Backend::Postgres => Ok(snap_postgres::MIGRATIONS.to_vec()),
         #[allow(
             unreachable_patterns,
             reason = "reached when a backend is not built in"
@@ -109,6 +103,26 @@ fn schema(backend: Backend) -> Result<u8, Failure> {
             "this binary was built without the {other:?} backend"
         ))),
     }
+}
+
+/// The migrations `migrate` applies, as SQL or as JSON.
+fn schema(backend: Backend, json: bool) -> Result<u8, Failure> {
+    let migrations = migrations(backend)?;
+    if json {
+        let shown: Vec<_> = migrations
+            .iter()
+            .map(|(version, name, sql)| json!({"version": version, "name": name, "sql": sql}))
+            .collect();
+        println!(
+            "{}",
+            json!({"backend": format!("{backend:?}").to_lowercase(), "migrations": shown})
+        );
+    } else {
+        for (version, name, sql) in migrations {
+            println!("-- {version} {name}\n{sql}");
+        }
+    }
+    Ok(0)
 }
 
 async fn stats(

@@ -250,6 +250,16 @@ fn schema_prints_each_backend() {
         let output = snap_es(&["schema", "--backend", backend]);
         assert!(output.status.success());
         assert!(stdout(&output).contains(table), "{backend}");
+        let json = json_of(&["schema", "--backend", backend, "--json"]);
+        let migrations = json["migrations"].as_array().expect("a list");
+        assert_eq!(json["backend"], backend);
+        assert_eq!(migrations[0]["version"], 1, "{json}");
+        assert!(
+            migrations
+                .iter()
+                .any(|m| m["sql"].as_str().is_some_and(|sql| sql.contains(table))),
+            "{backend}"
+        );
     }
     assert_refused(&["schema", "--backend", "oracle"], "invalid value 'oracle'");
 }

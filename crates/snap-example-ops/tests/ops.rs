@@ -106,6 +106,15 @@ async fn operate(target: &[&str], store: &dyn SnapshotStore) {
         wallets["written"], 10,
         "a decider is rebuilt too: {wallets}"
     );
+    // Off a terminal, progress comes as plain lines on standard error, the result on standard
+    // output.
+    let (code, out, err) = snapshots(target, &["rebuild", "--type", "Wallet"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("rebuild Wallet: 10/10 (100%)"), "{err}");
+    assert!(
+        out.starts_with("rebuild Wallet: 10 of 10 aggregates in"),
+        "{out}"
+    );
     let (code, out, _) = snapshots(target, &["health", "--max-lag", "0"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("healthy (lag p99 <= 0)"), "{out}");
