@@ -8,11 +8,11 @@ use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use snap_core::{
-    AggregateId, BoxError, EventStore, EventStoreError, InvalidInput, NewEvent, RecordedEvent,
-    async_trait, validate,
+    AggregateId, BoxError, EventStore, EventStoreError, NewEvent, RecordedEvent, async_trait,
+    validate,
 };
 
-use crate::wire::{self, COUNT, FIRST, HEADER_ROOM, RECORDED_AT, Save, Wire, range_of};
+use crate::wire::{self, COUNT, FIRST, RECORDED_AT, Save, Wire, range_of};
 use crate::{NatsDatabase, read, token};
 
 /// An [`EventStore`] on NATS JetStream.
@@ -33,15 +33,7 @@ pub struct NatsEventStore {
 fn encode(events: &[NewEvent], max_payload: usize) -> Result<Bytes, EventStoreError> {
     let wire: Vec<Wire<'_>> = events.iter().map(Wire::of).collect();
     let payload = serde_json::to_vec(&wire).map_err(|e| nats_error(e, "encode a save"))?;
-    let max = max_payload.saturating_sub(HEADER_ROOM);
-    if payload.len() > max {
-        return Err(InvalidInput::TooLong {
-            field: "events",
-            len: payload.len(),
-            max,
-        }
-        .into());
-    }
+    wire::fits("events", payload.len(), max_payload)?;
     Ok(Bytes::from(payload))
 }
 

@@ -7,11 +7,11 @@ use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use snap_core::{
-    AggregateId, BoxError, InvalidInput, Snapshot, SnapshotError, SnapshotStore, async_trait,
+    AggregateId, BoxError, Snapshot, SnapshotError, SnapshotStore, async_trait,
     normalize_timestamp, validate,
 };
 
-use crate::wire::{EVENT_SEQUENCE, header_u64};
+use crate::wire::{self, EVENT_SEQUENCE, header_u64};
 use crate::{NatsDatabase, token};
 
 /// How many times a save tries again after losing a compare-and-set to another writer.
@@ -150,15 +150,7 @@ impl NatsSnapshotStore {
         expected: Option<u64>,
         events_at: Option<u64>,
     ) -> Result<Option<u64>, SnapshotError> {
-        let max = self.database.max_payload().saturating_sub(512);
-        if value.len() > max {
-            return Err(InvalidInput::TooLong {
-                field: "state",
-                len: value.len(),
-                max,
-            }
-            .into());
-        }
+        wire::fits("state", value.len(), self.database.max_payload())?;
         let mut message = PublishMessage::build().payload(Bytes::from(value));
         if let Some(sequence) = expected {
             message = message.expected_last_subject_sequence(sequence);

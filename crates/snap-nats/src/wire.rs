@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use snap_core::{
-    AggregateId, BoxError, EventStoreError, NewEvent, Payload, RecordedEvent, StoredEvent,
+    AggregateId, BoxError, EventStoreError, InvalidInput, NewEvent, Payload, RecordedEvent,
+    StoredEvent,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -23,7 +24,21 @@ pub(crate) const RECORDED_AT: &str = "Snap-Recorded-At";
 /// version, where a load through it starts reading.
 pub(crate) const EVENT_SEQUENCE: &str = "Snap-Event-Sequence";
 /// Room kept for the headers within the server's `max_payload`.
-pub(crate) const HEADER_ROOM: usize = 512;
+const HEADER_ROOM: usize = 512;
+
+/// Refuses a message payload of `len` bytes that would not fit in the server's `max_payload`
+/// with its headers: the typed error for `field`, before anything is sent.
+pub(crate) fn fits(
+    field: &'static str,
+    len: usize,
+    max_payload: usize,
+) -> Result<(), InvalidInput> {
+    let max = max_payload.saturating_sub(HEADER_ROOM);
+    if len > max {
+        return Err(InvalidInput::TooLong { field, len, max });
+    }
+    Ok(())
+}
 
 /// One event as a save's message holds it.
 #[derive(Serialize)]
