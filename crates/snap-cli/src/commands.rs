@@ -3,8 +3,6 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher as _;
 
-use std::sync::Arc;
-
 use serde_json::json;
 use snap_core::{AggregateId, DynEventStore};
 use snap_repo::{Rebuilt, SnapshotCheck};
@@ -16,7 +14,6 @@ use crate::jobs::{self, Cursor, Done, Ended, Interrupts, Settings, Task};
 use crate::open::{Failure, fail, open, open_for};
 use crate::progress::Progress;
 use crate::redact::redact_url;
-use crate::registry::Checks;
 use crate::show::stats_table;
 
 /// Exit status of a job stopped by Ctrl-C.
@@ -320,24 +317,19 @@ fn stopped(ended: &Ended, job: &Job, json: bool, status: u8) -> Result<u8, Failu
     Ok(status)
 }
 
-/// What a job needs before it starts.
-struct Prepared {
-    checks: Arc<dyn Checks>,
-    ids: Vec<AggregateId>,
-    resumed: Option<AggregateId>,
-    settings: Settings,
-    progress: Progress,
-}
-
-/// The registered type, the open database, the ids to work on (a sample of `sample_size` of
-/// them, when given), how the job runs and its progress display.
-async fn prepare(
+/// Runs `task` as a job over the aggregates `job` names (a sample of `sample_size` of them,
+/// when given): the registered type, the open database, the ids, progress and Ctrl-C. Each
+/// result goes to `on_done`; returns how the job ended and the id it resumed after.
+async fn run_job(
     admin: &Admin,
     target: &Target,
     job: &Job,
-    command: &str,
+    task: Task,
     sample_size: Option<usize>,
-) -> Result<Prepared, Failure> {
+    on_done: impl FnMut(&AggregateId, Done),
+) -> Result<(Ended, Option<AggregateId>), Failure> {
+    // From here a Ctrl-C stops the job cleanly (while the ids are listed, before any work).
+    let interrupts = Interrupts::listen();
     let ty = job.aggregate_type.as_str();
     let kind = admin.kind(ty)?;
     let database = open_for(target, false, u32::from(job.concurrency)).await?;
@@ -348,40 +340,38 @@ async fn prepare(
     if let Some(count) = sample_size {
         ids = sample(ids, count);
     }
-    let progress = Progress::new(format!("{command} {ty}"), ids.len() as u64, job.json);
+    let mut progress = Progress::new(
+        format!("{} {ty}", task.command()),
+        ids.len() as u64,
+        job.json,
+    );
     let settings = Settings {
         concurrency: usize::from(job.concurrency),
         max_rate: job.max_rate,
         cursor,
     };
-    Ok(Prepared {
-        checks,
-        ids,
-        resumed,
-        settings,
-        progress,
-    })
-}
-
-async fn rebuild(admin: &Admin, target: &Target, job: &Job) -> Result<u8, Failure> {
-    let ty = job.aggregate_type.as_str();
-    // From here a Ctrl-C stops the job cleanly (while the ids are listed, before any work).
-    let interrupts = Interrupts::listen();
-    let Prepared {
-        checks,
-        ids,
-        resumed,
-        settings,
-        mut progress,
-    } = prepare(admin, target, job, "rebuild", None).await?;
-    let (mut written, mut no_events, mut discarded) = (0u64, 0u64, 0u64);
     let ended = jobs::run(
         checks,
-        Task::Rebuild,
+        task,
         ids,
         &settings,
         &mut progress,
         interrupts.count.clone(),
+        on_done,
+    )
+    .await?;
+    Ok((ended, resumed))
+}
+
+async fn rebuild(admin: &Admin, target: &Target, job: &Job) -> Result<u8, Failure> {
+    let ty = job.aggregate_type.as_str();
+    let (mut written, mut no_events, mut discarded) = (0u64, 0u64, 0u64);
+    let (ended, resumed) = run_job(
+        admin,
+        target,
+        job,
+        Task::Rebuild,
+        None,
         |_, done| match done {
             Done::Rebuilt(Rebuilt::Written { .. }) => written += 1,
             Done::Rebuilt(Rebuilt::NoEvents) => no_events += 1,
@@ -411,39 +401,22 @@ async fn verify(
     sample_size: Option<usize>,
 ) -> Result<u8, Failure> {
     let ty = job.aggregate_type.as_str();
-    // From here a Ctrl-C stops the job cleanly (while the ids are listed, before any work).
-    let interrupts = Interrupts::listen();
-    let Prepared {
-        checks,
-        ids,
-        resumed,
-        settings,
-        mut progress,
-    } = prepare(admin, target, job, "verify", sample_size).await?;
     let (mut matches, mut no_snapshot) = (0u64, 0u64);
     let mut unusable = Vec::new();
     let mut differ = Vec::new();
-    let ended = jobs::run(
-        checks,
-        Task::Verify,
-        ids,
-        &settings,
-        &mut progress,
-        interrupts.count.clone(),
-        |id, done| match done {
-            Done::Checked(SnapshotCheck::Matches { .. }) => matches += 1,
-            Done::Checked(SnapshotCheck::Mismatch {
-                version,
-                snapshot,
-                replayed,
-            }) => differ.push((id.clone(), version, diff(&snapshot, &replayed))),
-            Done::Checked(SnapshotCheck::Unusable { reason }) => {
-                unusable.push((id.clone(), reason.as_str()));
-            }
-            _ => no_snapshot += 1,
-        },
-    )
-    .await?;
+    let on_done = |id: &AggregateId, done| match done {
+        Done::Checked(SnapshotCheck::Matches { .. }) => matches += 1,
+        Done::Checked(SnapshotCheck::Mismatch {
+            version,
+            snapshot,
+            replayed,
+        }) => differ.push((id.clone(), version, diff(&snapshot, &replayed))),
+        Done::Checked(SnapshotCheck::Unusable { reason }) => {
+            unusable.push((id.clone(), reason.as_str()));
+        }
+        _ => no_snapshot += 1,
+    };
+    let (ended, resumed) = run_job(admin, target, job, Task::Verify, sample_size, on_done).await?;
     differ.sort_by(|a, b| a.0.cmp(&b.0));
     unusable.sort();
     if job.json {

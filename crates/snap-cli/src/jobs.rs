@@ -35,6 +35,16 @@ pub(crate) enum Task {
     Verify,
 }
 
+impl Task {
+    /// The command that runs it.
+    pub(crate) fn command(self) -> &'static str {
+        match self {
+            Self::Rebuild => "rebuild",
+            Self::Verify => "verify",
+        }
+    }
+}
+
 /// What it found.
 #[derive(Debug)]
 pub(crate) enum Done {
