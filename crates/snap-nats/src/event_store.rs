@@ -21,7 +21,7 @@ use crate::{NatsDatabase, read, token};
 /// (type and id written as [tokens](crate#subjects-and-keys)). A save is one message that holds
 /// all its events, so it is stored whole or not at all, and no reader ever sees part of it;
 /// its size is bounded by the server's `max_payload` (1 MiB by default), and a larger save is
-/// refused with [`InvalidInput::TooLong`] before anything is sent. The server checks the
+/// refused with [`InvalidInput::TooLong`](snap_core::InvalidInput::TooLong) before anything is sent. The server checks the
 /// expected version: the message is published only if the subject's last message is still
 /// the one the save was decided on. Clones share the connection.
 #[derive(Debug, Clone)]
